@@ -1,0 +1,62 @@
+# JetMoE stack: corpus → phase 1 → phase 2 → export.  `make help` lists the targets.
+# Defaults run the CPU demo on the embedded sample; override e.g. `make corpus CORPUS=jetmoe`,
+# `make phase1 MODEL=jetmoe-8b LAUNCH="torchrun --nproc-per-node 8"`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORPUS ?= sample
+MODEL ?= tiny
+RUN_DIR ?= runs/$(MODEL)
+LAUNCH ?= $(PY)
+ARGS ?=
+EXPORT_DIR ?= exports/$(MODEL)
+
+.PHONY: help setup corpus status verify inspect phase1 phase2 export demo test bench report clean
+
+help:
+	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
+	@bash scripts/setup_venv.sh
+	@touch $@
+
+setup: $(VENV)/.installed ## create .venv and install the project (CPU torch unless a CUDA torch is present)
+
+corpus: setup ## build shards/$(CORPUS) from pipeline/configs/$(CORPUS).toml (default: the embedded sample, offline)
+	$(PY) -m pipeline build pipeline/configs/$(CORPUS).toml $(ARGS)
+
+status: setup ## show per source and stage: tasks done/total, docs, bytes
+	$(PY) -m pipeline status pipeline/configs/$(CORPUS).toml
+
+verify: setup ## check shards/$(CORPUS) against the shard contract
+	$(PY) -m pipeline verify shards/$(CORPUS)
+
+inspect: setup ## counts, token statistics and a few decoded documents of shards/$(CORPUS)
+	$(PY) -m pipeline inspect shards/$(CORPUS)
+
+phase1: setup ## train phase 1 (warmup + stable) of trainer/configs/$(MODEL).toml
+	$(LAUNCH) -m trainer train trainer/configs/$(MODEL).toml --phase 1 --run-dir $(RUN_DIR) $(ARGS)
+
+phase2: setup ## train phase 2 (decay, phase-2 mixture) from phase 1's last checkpoint
+	$(LAUNCH) -m trainer train trainer/configs/$(MODEL).toml --phase 2 --run-dir $(RUN_DIR) $(ARGS)
+
+export: setup ## write a Hugging Face JetMoeForCausalLM folder from the run's last checkpoint
+	$(PY) -m trainer export $(RUN_DIR) $(EXPORT_DIR)
+
+report: setup ## PNG plots of the run and the corpus into reports/
+	$(PY) -m trainer report --run $(RUN_DIR) --corpus shards/$(CORPUS) --out reports/$(MODEL)
+
+demo: setup ## the whole demo on the embedded sample: corpus, phase 1, phase 2, export
+	$(MAKE) corpus
+	$(MAKE) phase1
+	$(MAKE) phase2
+	$(MAKE) export
+
+test: setup ## run the test suite (CPU; GPU tests skip without CUDA)
+	$(PY) -m pytest -q
+
+bench: setup ## run the benchmarks in bench/ (each prints one JSON line of figures at the end)
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf work shards/sample runs reports exports

@@ -1,0 +1,2 @@
+"""Stages of the corpus DAG. Importing this package registers every stage in ``base.STAGES``."""
+from pipeline.stages.base import STAGES, Job, Stage, StageContext, register  # noqa: F401

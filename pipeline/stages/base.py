@@ -1,0 +1,122 @@
+"""The plug-in interface between the DAG runner (``pipeline/dag.py``) and its stages.
+
+A stage is a small class that says what it needs (``after``), where it writes (``output_dir``) and which
+datatrove pipelines (``jobs``) produce that output. The runner owns everything else: ordering the DAG,
+running each job with the executor the corpus config names (local, Slurm, Ray), skipping tasks that
+datatrove's completion markers say are done, checking that every task finished, and collecting the
+accounting. Stages never call an executor themselves, so every stage runs unchanged on a laptop or a
+cluster.
+
+Layout of a build's working folder (``work/<corpus>/``, git-ignored)::
+
+    work/<corpus>/<source>/<stage>/...          output of a per-source stage
+    work/<corpus>/_corpus/<stage>/...           output of a corpus-wide stage (cross-source dedup, tokenizer)
+    <stage dir>/_logs/<job>/                    datatrove logging dir: completions/, stats/, logs/
+    <stage dir>/_DONE.json                      written last by the runner: version, accounting
+
+Documents pass between stages as datatrove JSONL(.gz) files (``JsonlWriter`` / ``JsonlReader``), with
+``Document.metadata["source"]`` set, so any stage's output can be read with datatrove or a text editor.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pipeline.accounting import StageAccount, from_datatrove_stats
+
+
+@dataclass
+class Job:
+    """One datatrove pipeline that the runner executes with ``tasks`` independent ranks.
+
+    ``counts`` marks the job whose datatrove stats are the stage's accounting (first step = docs in,
+    last step = docs out); a stage with several jobs (e.g. MinHash signatures → buckets → clusters →
+    filter) marks the one that reads the stage's input and writes its output.
+    """
+
+    name: str
+    pipeline: list[Any]
+    tasks: int = 1
+    workers: int | None = None
+    counts: bool = False
+
+
+@dataclass
+class StageContext:
+    """What every stage of one build may read. ``config`` is the parsed corpus config."""
+
+    corpus: str
+    config: Any
+    work_dir: Path
+    shards_dir: Path
+    sources: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def dir(self, stage: str, source: str | None = None) -> Path:
+        return self.work_dir / (source or "_corpus") / stage
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    #: bump when the stage's output for the same input changes (dolma-style versioned names)
+    version: ClassVar[str] = "v1"
+    #: stages that must be done first: for a per-source stage, those of the same source; for a corpus
+    #: stage, those of every source
+    after: ClassVar[tuple[str, ...]] = ()
+    scope: ClassVar[str] = "source"  # "source" | "corpus"
+    #: the corpus-config table this stage reads (e.g. "filters"), parsed by the config loader into an
+    #: ``Options`` dataclass (unknown keys are errors that name the key); ``None`` if it takes none
+    section: ClassVar[str | None] = None
+    Options: ClassVar[type | None] = None
+
+    def __init__(self, ctx: StageContext, source: str | None = None):
+        if self.scope == "source" and source is None:
+            raise ValueError(f"stage {self.name} runs per source: give a source")
+        self.ctx = ctx
+        self.source = source
+
+    @property
+    def options(self) -> Any:
+        return self.ctx.options.get(self.section) if self.section else None
+
+    @property
+    def output_dir(self) -> Path:
+        return self.ctx.dir(self.name, self.source)
+
+    def input_dir(self, stage: str, source: str | None = None) -> Path:
+        return self.ctx.dir(stage, source if source is not None else self.source)
+
+    def logs_dir(self, job: str) -> Path:
+        return self.output_dir / "_logs" / job
+
+    @abstractmethod
+    def jobs(self) -> list[Job]:
+        """The datatrove pipelines that produce this stage's output, in order."""
+
+    def accounts(self) -> dict[str, StageAccount]:
+        """Per source: what went in and what came out. Called after every job finished.
+
+        The default reads the datatrove stats of the job marked ``counts``; a corpus stage (or one that
+        counts another way) overrides it. Must return one account per source the stage touched.
+        """
+        job = next((j for j in self.jobs() if j.counts), None)
+        if job is None:
+            return {}
+        stats_dir = self.logs_dir(job.name) / "stats"
+        stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
+        return {self.source: from_datatrove_stats(self.name, stats)}
+
+
+#: name → stage class; filled by ``@register``. The runner builds the DAG from this and the config.
+STAGES: dict[str, type[Stage]] = {}
+
+
+def register(cls: type[Stage]) -> type[Stage]:
+    if cls.name in STAGES and STAGES[cls.name] is not cls:
+        raise ValueError(f"two stages named {cls.name!r}: {STAGES[cls.name].__module__} and {cls.__module__}")
+    STAGES[cls.name] = cls
+    return cls
