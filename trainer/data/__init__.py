@@ -1,0 +1,12 @@
+"""Data side of the trainer: corpus reader, mixtures, the blended streaming loader and the plan command.
+
+    from trainer.data import (Corpus, Mixture, load_mixture, MixtureError, BlendedLoader, ValLoader,
+                              LoaderStateError, check_tokenizer, plan_mixture)
+
+Reads only what the corpus builder wrote (manifest.json, tokenizer.json, Arrow parts); never imports `pipeline`.
+"""
+from .corpus import Corpus, CorpusError, PackedStream, check_tokenizer
+from .mixture import Group, Mixture, MixtureError, load_mixture, parse_mixture
+
+__all__ = ["Corpus", "CorpusError", "PackedStream", "check_tokenizer", "Group", "Mixture", "MixtureError",
+           "load_mixture", "parse_mixture"]

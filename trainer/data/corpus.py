@@ -1,0 +1,303 @@
+"""Reader of a built corpus: `shards/<corpus>/manifest.json` + memory-mapped Arrow token parts.
+
+    from trainer.data import Corpus
+    corpus = Corpus.open("shards/sample")
+    corpus.sources, corpus.n_tokens("refinedweb"), corpus.vocab_size
+
+The trainer meets the corpus builder only through these files (DESIGN.md "Contract: shards"), so this
+module reads the manifest and the parts itself and never imports `pipeline`.
+
+Zero copy: a part is an uncompressed Arrow IPC file opened with `pa.memory_map`; the `input_ids` column's
+values buffer is the packed token stream, viewed as a numpy array without reading it. Only the per-document
+offsets (4-8 bytes a document) are turned into index arrays; token pages are touched only when a sequence
+is cut from them, and the kernel may drop them again (they are file-backed), so the loader's own memory
+does not grow with the corpus.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
+SPLITS = ("train", "val")
+_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+
+
+class CorpusError(ValueError):
+    """A corpus folder that does not follow the shard contract; the message names the file and the key."""
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Part:
+    """One Arrow part of a source split, as listed in the manifest."""
+
+    path: str  # relative to the corpus folder
+    n_docs: int
+    n_tokens: int
+    sha256: str | None
+
+
+class Corpus:
+    """A built corpus folder. Open with `Corpus.open(path)`; the manifest is validated on open."""
+
+    def __init__(self, root: Path, manifest: dict, manifest_bytes: bytes):
+        self.root = root
+        self.manifest = manifest
+        self.fingerprint = hashlib.sha256(manifest_bytes).hexdigest()
+        mpath = root / "manifest.json"
+
+        def need(obj, key, kind, where):
+            if not isinstance(obj, dict) or key not in obj:
+                raise CorpusError(f"{mpath}: missing key {where}{key!r}; the corpus was not built by "
+                                  f"`python -m pipeline build` or is incomplete: rebuild it")
+            val = obj[key]
+            if kind is not None and not isinstance(val, kind) or isinstance(val, bool) and kind is int:
+                raise CorpusError(f"{mpath}: key {where}{key} must be {getattr(kind, '__name__', kind)}, "
+                                  f"got {val!r}; rebuild the corpus")
+            return val
+
+        self.name = need(manifest, "corpus", str, "")
+        self.dtype = need(manifest, "dtype", str, "")
+        if self.dtype not in _DTYPES:
+            raise CorpusError(f"{mpath}: dtype {self.dtype!r} is not one of {sorted(_DTYPES)}; rebuild the corpus")
+        tok = need(manifest, "tokenizer", dict, "")
+        self.tokenizer_path = root / need(tok, "path", str, "tokenizer.")
+        self.tokenizer_sha256 = need(tok, "sha256", str, "tokenizer.")
+        self.vocab_size = need(tok, "vocab_size", int, "tokenizer.")
+        self.eos_id = need(tok, "eos_id", int, "tokenizer.")
+        self.bos_id = tok.get("bos_id")
+        if self.dtype == "uint16" and self.vocab_size > 65536:
+            raise CorpusError(f"{mpath}: vocab_size {self.vocab_size} does not fit dtype uint16; rebuild the corpus")
+        sources = need(manifest, "sources", dict, "")
+        self._parts: dict[tuple[str, str], list[Part]] = {}
+        self._counts: dict[tuple[str, str], tuple[int, int]] = {}
+        for src, entry in sources.items():
+            if not SOURCE_NAME.match(src):
+                raise CorpusError(f"{mpath}: source name {src!r} must match [a-z0-9_]+")
+            splits = need(entry, "splits", dict, f"sources.{src}.")
+            for split in SPLITS:
+                if split not in splits:
+                    # A source may legitimately have no val split (too small); treat it as empty.
+                    self._parts[(src, split)] = []
+                    self._counts[(src, split)] = (0, 0)
+                    continue
+                where = f"sources.{src}.splits.{split}."
+                sp = splits[split]
+                n_docs = need(sp, "n_docs", int, where)
+                n_tokens = need(sp, "n_tokens", int, where)
+                parts = []
+                for i, p in enumerate(need(sp, "parts", list, where)):
+                    pw = f"{where}parts[{i}]."
+                    parts.append(Part(need(p, "path", str, pw), need(p, "n_docs", int, pw),
+                                      need(p, "n_tokens", int, pw), p.get("sha256")))
+                if sum(p.n_tokens for p in parts) != n_tokens or sum(p.n_docs for p in parts) != n_docs:
+                    raise CorpusError(f"{mpath}: {where}n_tokens/n_docs ({n_tokens}/{n_docs}) differ from the sum "
+                                      f"over its parts; the manifest is inconsistent: rebuild the corpus")
+                self._parts[(src, split)] = parts
+                self._counts[(src, split)] = (n_docs, n_tokens)
+        self.sources: list[str] = sorted(sources)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Corpus":
+        root = Path(path)
+        mpath = root / "manifest.json"
+        if not mpath.is_file():
+            raise CorpusError(f"{mpath}: no manifest; build the corpus first (`make corpus`) or pass the folder "
+                              f"that holds manifest.json")
+        data = mpath.read_bytes()
+        try:
+            manifest = json.loads(data)
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{mpath}: not valid JSON (line {e.lineno}: {e.msg}); rebuild the corpus") from e
+        return cls(root, manifest, data)
+
+    def __repr__(self) -> str:
+        return f"Corpus({str(self.root)!r}, name={self.name!r}, sources={len(self.sources)})"
+
+    def _check_source(self, source: str, split: str) -> None:
+        if source not in self.sources:
+            raise KeyError(f"corpus {self.root}: no source {source!r}; it has: {', '.join(self.sources)}")
+        if split not in SPLITS:
+            raise KeyError(f"split must be one of {SPLITS}, got {split!r}")
+
+    def n_tokens(self, source: str, split: str = "train") -> int:
+        """Tokens of a source split, EOS included (from the manifest)."""
+        self._check_source(source, split)
+        return self._counts[(source, split)][1]
+
+    def n_docs(self, source: str, split: str = "train") -> int:
+        self._check_source(source, split)
+        return self._counts[(source, split)][0]
+
+    def parts(self, source: str, split: str = "train") -> list[Part]:
+        self._check_source(source, split)
+        return list(self._parts[(source, split)])
+
+    def open_stream(self, source: str, split: str = "train") -> "PackedStream":
+        """Memory-map one source split (see PackedStream)."""
+        self._check_source(source, split)
+        return PackedStream([self.root / p.path for p in self._parts[(source, split)]], self.dtype,
+                            expect_docs=self.n_docs(source, split), expect_tokens=self.n_tokens(source, split),
+                            where=f"{self.root / 'manifest.json'} sources.{source}.splits.{split}")
+
+    def verify(self, check_sha256: bool = True) -> None:
+        """Full check (reads every part): tokenizer hash, part hashes, dtype, and EOS ending every document.
+        Slow on a big corpus; `Corpus.open` checks only the manifest."""
+        if _sha256_file(self.tokenizer_path) != self.tokenizer_sha256:
+            raise CorpusError(f"{self.tokenizer_path}: sha256 differs from the manifest's tokenizer.sha256; "
+                              f"the tokenizer was replaced after the build: rebuild the corpus")
+        for (src, split), parts in self._parts.items():
+            for p in parts:
+                if check_sha256 and p.sha256 and _sha256_file(self.root / p.path) != p.sha256:
+                    raise CorpusError(f"{self.root / p.path}: sha256 differs from the manifest; the part was "
+                                      f"modified or truncated: rebuild the corpus")
+            if parts:
+                s = self.open_stream(src, split)
+                last = s.doc_last_tokens()
+                bad = np.flatnonzero(last != self.eos_id)
+                if len(bad):
+                    raise CorpusError(f"{self.root}: source {src} {split}: {len(bad)} documents do not end with "
+                                      f"EOS {self.eos_id} (first: document {int(bad[0])}); rebuild the corpus")
+
+
+def check_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_sha256: str | None = None) -> None:
+    """Refuse a corpus whose tokenizer does not match the model config (DESIGN.md, shard contract).
+
+    vocab_size must equal the corpus's vocab size; tokenizer_sha256, when the model config pins one, must equal
+    the manifest's. The tokenizer.json on disk must also still hash to the manifest's value.
+    """
+    mpath = corpus.root / "manifest.json"
+    if int(vocab_size) != corpus.vocab_size:
+        raise ValueError(f"{mpath}: corpus vocab_size is {corpus.vocab_size} but the model config has vocab_size "
+                         f"{vocab_size}; set the model's vocab_size to {corpus.vocab_size} or build the corpus with "
+                         f"the model's tokenizer")
+    if tokenizer_sha256 is not None and tokenizer_sha256 != corpus.tokenizer_sha256:
+        raise ValueError(f"{mpath}: corpus tokenizer sha256 {corpus.tokenizer_sha256[:12]}… differs from the model "
+                         f"config's tokenizer_sha256 {tokenizer_sha256[:12]}…; the corpus was tokenized with another "
+                         f"tokenizer: rebuild it with the model's tokenizer or point the config at the right corpus")
+    if not corpus.tokenizer_path.is_file():
+        raise ValueError(f"{corpus.tokenizer_path}: missing; the corpus folder is incomplete: rebuild it")
+    actual = _sha256_file(corpus.tokenizer_path)
+    if actual != corpus.tokenizer_sha256:
+        raise ValueError(f"{corpus.tokenizer_path}: sha256 {actual[:12]}… differs from the manifest's "
+                         f"{corpus.tokenizer_sha256[:12]}…; the file was replaced after the build: rebuild the corpus")
+
+
+class PackedStream:
+    """The documents of one source split, memory-mapped.
+
+    `doc_tokens(d)` is a zero-copy numpy view of document d (EOS included). The index arrays hold, per
+    document, which Arrow chunk it lives in, where it starts there and its length: O(documents) memory,
+    never O(tokens).
+
+    Opening is lazy and the object pickles without its maps, so loader worker processes reopen the files
+    themselves instead of inheriting (or copying) the parent's mappings.
+    """
+
+    def __init__(self, paths: list[Path], dtype: str, expect_docs: int | None = None,
+                 expect_tokens: int | None = None, where: str = ""):
+        self.paths = [Path(p) for p in paths]
+        self.dtype = dtype
+        self.expect_docs = expect_docs
+        self.expect_tokens = expect_tokens
+        self.where = where
+        self._chunks: list[np.ndarray] | None = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for k in ("_chunks", "_maps", "doc_chunk", "doc_begin", "doc_len"):
+            state.pop(k, None)
+        state["_chunks"] = None
+        return state
+
+    def _open(self) -> None:
+        want = _DTYPES[self.dtype]
+        chunks, maps, chunk_ids, begins, lens = [], [], [], [], []
+        for path in self.paths:
+            try:
+                mm = pa.memory_map(str(path), "r")
+                reader = ipc.open_file(mm)
+            except (OSError, pa.ArrowInvalid) as e:
+                raise CorpusError(f"{path}: cannot open as an Arrow IPC file ({e}); the shard contract needs the "
+                                  f"IPC *file* format: rebuild the corpus") from e
+            maps.append(mm)
+            if "input_ids" not in reader.schema.names:
+                raise CorpusError(f"{path}: no input_ids column (columns: {reader.schema.names}); rebuild the corpus")
+            for b in range(reader.num_record_batches):
+                col = reader.get_batch(b).column("input_ids")
+                if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+                    raise CorpusError(f"{path}: input_ids is {col.type}, expected list<{self.dtype}>")
+                values = col.values
+                if values.type != pa.from_numpy_dtype(want):
+                    raise CorpusError(f"{path}: input_ids holds {values.type} but the manifest says {self.dtype}; "
+                                      f"rebuild the corpus")
+                if values.null_count or col.null_count:
+                    raise CorpusError(f"{path}: input_ids has nulls; every document must be a list of tokens")
+                offsets = col.offsets.to_numpy(zero_copy_only=True)
+                chunks.append(values.to_numpy(zero_copy_only=True))
+                chunk_ids.append(np.full(len(offsets) - 1, len(chunks) - 1, dtype=np.int32))
+                begins.append(offsets[:-1].astype(np.int64))
+                lens.append(np.diff(offsets).astype(np.int64))
+        self._maps = maps
+        self.doc_chunk = np.concatenate(chunk_ids) if chunk_ids else np.zeros(0, np.int32)
+        self.doc_begin = np.concatenate(begins) if begins else np.zeros(0, np.int64)
+        self.doc_len = np.concatenate(lens) if lens else np.zeros(0, np.int64)
+        n_docs, n_tokens = len(self.doc_len), int(self.doc_len.sum())
+        if self.expect_docs is not None and (n_docs, n_tokens) != (self.expect_docs, self.expect_tokens):
+            raise CorpusError(f"{self.where}: the parts hold {n_docs} documents / {n_tokens} tokens but the manifest "
+                              f"says {self.expect_docs} / {self.expect_tokens}; rebuild the corpus")
+        if n_docs and int(self.doc_len.min()) < 1:
+            raise CorpusError(f"{self.where}: an empty document (every document ends with EOS, so has ≥ 1 token)")
+        self._chunks = chunks
+
+    def _ensure(self) -> None:
+        if self._chunks is None:
+            self._open()
+
+    @property
+    def n_docs(self) -> int:
+        self._ensure()
+        return len(self.doc_len)
+
+    @property
+    def n_tokens(self) -> int:
+        self._ensure()
+        return int(self.doc_len.sum())
+
+    def lengths(self) -> np.ndarray:
+        self._ensure()
+        return self.doc_len
+
+    def doc_tokens(self, d: int) -> np.ndarray:
+        self._ensure()
+        b = int(self.doc_begin[d])
+        return self._chunks[int(self.doc_chunk[d])][b:b + int(self.doc_len[d])]
+
+    def copy_doc_range(self, d: int, start: int, n: int, out: np.ndarray) -> None:
+        """out[:n] = document d's tokens [start, start+n): the one copy, straight from the map."""
+        b = int(self.doc_begin[d]) + start
+        out[:n] = self._chunks[int(self.doc_chunk[d])][b:b + n]
+
+    def doc_last_tokens(self) -> np.ndarray:
+        self._ensure()
+        out = np.empty(len(self.doc_len), dtype=np.int64)
+        for c, chunk in enumerate(self._chunks):
+            sel = self.doc_chunk == c
+            out[sel] = chunk[self.doc_begin[sel] + self.doc_len[sel] - 1]
+        return out
