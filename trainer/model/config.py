@@ -1,0 +1,139 @@
+"""Model configuration: a typed dataclass loaded from `trainer/configs/model/*.toml`.
+
+    cfg = load_model_config("trainer/configs/model/tiny.toml")
+    cfg = ModelConfig(d_model=128, n_layers=2, ...)      # or directly
+    ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+Field names follow this project; `trainer.model.hf` maps them to Hugging Face `JetMoeConfig` keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("auto", "torch", "grouped_mm", "megablocks")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """JetMoE architecture (RECIPE.md); defaults are the paper's JetMoE-8B except n_layers/vocab."""
+
+    vocab_size: int = 32000
+    """Embedding rows; must equal the corpus tokenizer's vocab size (the trainer checks it)."""
+    d_model: int = 2048
+    """Residual stream width (HF hidden_size)."""
+    n_layers: int = 24
+    """Number of blocks (HF num_hidden_layers)."""
+    n_kv_heads: int = 16
+    """K/V heads shared by a layer's attention experts; each expert brings as many query heads."""
+    head_dim: int = 128
+    """Per-head width (HF kv_channels)."""
+    n_experts: int = 8
+    """Experts in every MoA and every MoE layer (HF num_local_experts)."""
+    top_k: int = 2
+    """Experts chosen per token in every MoA and MoE layer (HF num_experts_per_tok)."""
+    ffn_hidden: int = 5632
+    """SwiGLU hidden width per MLP expert (HF intermediate_size)."""
+    max_seq_len: int = 4096
+    """Longest sequence (HF max_position_embeddings)."""
+    rope_theta: float = 10000.0
+    """RoPE base."""
+    rms_norm_eps: float = 1e-5
+    """eps of the final RMSNorm (HF rms_norm_eps)."""
+    block_norm_eps: float = 1e-6
+    """eps of the two RMSNorms inside each block; HF's JetMoE hard-codes 1e-6 there, so an export refuses
+    any other value (the HF model could not reproduce our logits)."""
+    init_std: float = 0.01
+    """Std of the normal init of every weight matrix and the embedding (HF initializer_range); biases 0."""
+    load_balance_coef: float = 0.01
+    """Weight of the summed Switch load-balance loss in `ModelOutput.loss` (paper: 0.01)."""
+    z_loss_coef: float = 0.001
+    """Weight of the summed ST-MoE router z-loss in `ModelOutput.loss` (paper: 0.001)."""
+    backend: str = "auto"
+    """Expert matmul backend: auto | torch | grouped_mm | megablocks (see trainer/model/moe.py)."""
+    tokenizer_sha256: str = ""
+    """Optional pin: sha256 of the tokenizer.json this model is trained with ("" = any)."""
+    bos_id: int | None = 1
+    """BOS id written to the HF config (corpus tokenizer: <s>=1)."""
+    eos_id: int | None = 2
+    """EOS id written to the HF config (corpus tokenizer: </s>=2)."""
+    name: str = field(default="", compare=False)
+    """Free-form label (e.g. "tiny", "jetmoe-8b")."""
+
+    def __post_init__(self) -> None:
+        ints = ("vocab_size", "d_model", "n_layers", "n_kv_heads", "head_dim", "n_experts", "top_k",
+                "ffn_hidden", "max_seq_len")
+        for name in ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"model config: {name} must be a positive integer, got {value!r}")
+        if self.top_k > self.n_experts:
+            raise ValueError(f"model config: top_k={self.top_k} exceeds n_experts={self.n_experts}; "
+                             "set top_k <= n_experts")
+        if self.head_dim % 2:
+            raise ValueError(f"model config: head_dim={self.head_dim} must be even (RoPE rotates pairs)")
+        for name in ("rope_theta", "rms_norm_eps", "block_norm_eps", "init_std"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"model config: {name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("load_balance_coef", "z_loss_coef"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"model config: {name} must be >= 0, got {getattr(self, name)!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"model config: backend={self.backend!r} unknown; choose one of {', '.join(BACKENDS)}")
+        if self.tokenizer_sha256 and (len(self.tokenizer_sha256) != 64
+                                      or any(c not in "0123456789abcdef" for c in self.tokenizer_sha256)):
+            raise ValueError("model config: tokenizer_sha256 must be 64 lowercase hex digits or \"\"")
+
+    @property
+    def n_q_heads(self) -> int:
+        """Query heads attended per token: each of the top_k attention experts brings n_kv_heads."""
+        return self.n_kv_heads * self.top_k
+
+    @property
+    def attn_width(self) -> int:
+        """Width of one attention expert's queries (= K and V width): n_kv_heads * head_dim."""
+        return self.n_kv_heads * self.head_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "model config") -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                             f"known keys: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def load_model_config(path: str | Path, **overrides: Any) -> ModelConfig:
+    """Read a model TOML (flat keys, or under a [model] table) into a ModelConfig; overrides win."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model config {path} not found; shipped configs: "
+                                f"{', '.join(sorted(p.name for p in Path(__file__).parents[1].joinpath('configs', 'model').glob('*.toml')))}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: invalid TOML: {e}") from e
+    if "model" in data and isinstance(data["model"], dict):
+        extra = sorted(k for k in data if k != "model")
+        if extra:
+            raise ValueError(f"{path}: keys {extra} outside the [model] table; move them inside it")
+        data = data["model"]
+    data = {**data, **overrides}
+    data.setdefault("name", path.stem)
+    try:
+        return ModelConfig.from_dict(data, source=str(path))
+    except TypeError as e:  # wrong value types that dataclass construction reports
+        raise ValueError(f"{path}: {e}") from e
+    except ValueError as e:
+        msg = str(e)
+        raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from e
