@@ -34,6 +34,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
+from pipeline.stages import base
 from pipeline.stages.base import Job, Stage, register
 from pipeline.text import word_splitter
 
@@ -133,13 +134,13 @@ class LangIdOptions:
 @dataclass
 class FilterOptions:
     """The ``[filters]`` table."""
-    web: Any = field(default_factory=WebFilters)
-    code: Any = field(default_factory=CodeFilters)
-    chat: Any = field(default_factory=ChatFilters)
+    web: WebFilters = field(default_factory=WebFilters)
+    code: CodeFilters = field(default_factory=CodeFilters)
+    chat: ChatFilters = field(default_factory=ChatFilters)
     #: per-source family override, e.g. {pile_arxiv = "web"}; by default pipeline.sources says
-    families: dict = field(default_factory=dict)
+    families: dict[str, str] = field(default_factory=dict)
     #: ``[filters.langid]``: language ID, off unless a local model file is given
-    langid: Any = None
+    langid: LangIdOptions = field(default_factory=LangIdOptions)
 
     def __post_init__(self):
         self.web = _from_table(WebFilters, self.web, "filters.web")
@@ -271,9 +272,11 @@ def family_filters(family: str, opts: FilterOptions) -> list:
     return steps
 
 
-def source_family(source: str, opts: FilterOptions) -> str:
+def source_family(source: str, opts: FilterOptions, specs: dict | None = None) -> str:
     if source in opts.families:
         return opts.families[source]
+    if specs and source in specs:
+        return specs[source].family
     from pipeline.sources import get_source  # a teammate's module: imported late so tests need not load it
     return get_source(source).family
 
@@ -282,16 +285,17 @@ def source_family(source: str, opts: FilterOptions) -> str:
 
 def docs_reader(folder: Path) -> JsonlReader:
     # add_file_path would store absolute paths in metadata: outputs must not depend on where the tree lives
-    return JsonlReader(str(folder), glob_pattern="*.jsonl*", recursive=False, add_file_path=False)
+    return JsonlReader(str(folder), glob_pattern="*.jsonl.gz", recursive=False, add_file_path=False)
 
 
 def docs_writer(folder: Path) -> JsonlWriter:
-    return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz")
+    # base.GZIP: gzip without the write time in its header, so the same input gives the same bytes
+    return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz", compression=getattr(base, "GZIP", "gzip"))
 
 
 def n_input_files(folder: Path) -> int:
     """One task per input file (the previous stage wrote one per task); 1 before the input exists."""
-    return max(1, len(list(Path(folder).glob("*.jsonl*"))))
+    return max(1, len(list(Path(folder).glob("*.jsonl.gz"))))
 
 
 @register
@@ -306,13 +310,13 @@ class FilterStage(Stage):
     def __init__(self, ctx, source=None):
         super().__init__(ctx, source)
         opts = self.options or FilterOptions()
-        fam = source_family(self.source, opts)
+        fam = source_family(self.source, opts, getattr(self.ctx, "specs", None))
         # the family's rule-set name is part of the version: changing rules reruns the stage
         self.version = f"{type(self).version}+{getattr(opts, fam).name}"
 
     def jobs(self) -> list[Job]:
         opts = self.options or FilterOptions()
-        steps = family_filters(source_family(self.source, opts), opts)
+        steps = family_filters(source_family(self.source, opts, getattr(self.ctx, "specs", None)), opts)
         src = self.input_dir("format")
         return [Job("filter", [docs_reader(src), *steps, docs_writer(self.output_dir)],
                     tasks=n_input_files(src), counts=True)]
