@@ -1,2 +1,3 @@
 """Stages of the corpus DAG. Importing this package registers every stage in ``base.STAGES``."""
 from pipeline.stages.base import STAGES, Job, Stage, StageContext, register  # noqa: F401
+from pipeline.stages import download, format  # noqa: F401,E402  (registers download, format)

@@ -11,11 +11,16 @@ Layout of a build's working folder (``work/<corpus>/``, git-ignored)::
 
     work/<corpus>/<source>/<stage>/...          output of a per-source stage
     work/<corpus>/_corpus/<stage>/...           output of a corpus-wide stage (cross-source dedup, tokenizer)
+    work/<corpus>/<group>/<stage>/...           logs of a per-input-group stage (download, format), whose
+                                                documents still land in each member's <source>/<stage>/
     <stage dir>/_logs/<job>/                    datatrove logging dir: completions/, stats/, logs/
     <stage dir>/_DONE.json                      written last by the runner: version, accounting
 
 Documents pass between stages as datatrove JSONL(.gz) files (``JsonlWriter`` / ``JsonlReader``), with
 ``Document.metadata["source"]`` set, so any stage's output can be read with datatrove or a text editor.
+Read a stage's documents with ``JsonlReader(dir, glob_pattern="*.jsonl.gz")``: the glob keeps ``_logs/``,
+``_rejects/`` and ``_DONE.json`` out. Write them with ``compression=GZIP`` (below) so that the same input
+gives the same bytes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,30 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pipeline.accounting import StageAccount, from_datatrove_stats
+
+#: fsspec compression name for gzip with a zero timestamp. Plain "gzip" stamps the write time into every
+#: file header, so two identical builds would differ in bytes; fsspec's registry is the hook datatrove's
+#: writers open files through, so registering a variant is enough (readers infer gzip from ".gz").
+GZIP = "gzip_mtime0"
+
+
+def _register_gzip() -> None:
+    import gzip
+
+    import fsspec.compression
+
+    if GZIP in fsspec.compression.compr:
+        return
+
+    def _open(infile, mode="rb", **kwargs):
+        if "r" in mode:
+            return gzip.GzipFile(fileobj=infile, mode=mode, **kwargs)
+        return gzip.GzipFile(fileobj=infile, mode=mode, mtime=0, filename="", **kwargs)
+
+    fsspec.compression.register_compression(GZIP, _open, [])
+
+
+_register_gzip()
 
 
 @dataclass
@@ -55,6 +84,12 @@ class StageContext:
     shards_dir: Path
     sources: list[str]
     options: dict[str, Any] = field(default_factory=dict)
+    #: input group → member sources selected in this build (the 4 pile_* sources share group "pile")
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    #: source name → its ``pipeline.sources.SourceSpec`` (with the config's overrides applied)
+    specs: dict[str, Any] = field(default_factory=dict)
+    #: input group → every source of the group, selected or not (a shared file routes to all of them)
+    known_groups: dict[str, list[str]] = field(default_factory=dict)
 
     def dir(self, stage: str, source: str | None = None) -> Path:
         return self.work_dir / (source or "_corpus") / stage
@@ -67,21 +102,33 @@ class Stage(ABC):
     #: stages that must be done first: for a per-source stage, those of the same source; for a corpus
     #: stage, those of every source
     after: ClassVar[tuple[str, ...]] = ()
-    scope: ClassVar[str] = "source"  # "source" | "corpus"
+    #: "source": one instance per source; "group": one per input group (``self.source`` is the group name and
+    #: ``self.members`` its sources; reads shared files once, writes each member's <source>/<stage>/ and
+    #: returns one account per member); "corpus": one instance for the whole build
+    scope: ClassVar[str] = "source"
     #: the corpus-config table this stage reads (e.g. "filters"), parsed by the config loader into an
     #: ``Options`` dataclass (unknown keys are errors that name the key); ``None`` if it takes none
     section: ClassVar[str | None] = None
     Options: ClassVar[type | None] = None
 
     def __init__(self, ctx: StageContext, source: str | None = None):
-        if self.scope == "source" and source is None:
-            raise ValueError(f"stage {self.name} runs per source: give a source")
+        if self.scope in ("source", "group") and source is None:
+            raise ValueError(f"stage {self.name} runs per {self.scope}: give a {self.scope}")
         self.ctx = ctx
         self.source = source
 
     @property
     def options(self) -> Any:
         return self.ctx.options.get(self.section) if self.section else None
+
+    @property
+    def members(self) -> list[str]:
+        """The sources this instance writes: the group's members, the one source, or every source."""
+        if self.scope == "group":
+            return list(self.ctx.groups.get(self.source, [self.source]))
+        if self.scope == "source":
+            return [self.source]
+        return list(self.ctx.sources)
 
     @property
     def output_dir(self) -> Path:

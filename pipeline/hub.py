@@ -1,0 +1,162 @@
+"""Getting a dataset's files: from a local mirror, from the Hugging Face hub, or streamed from the hub.
+
+Every way ends in the same *listing* (``files.json`` in the download stage's folder): the repo, the
+resolved commit and one entry per file ``{"relpath": <path in repo>, "path": <where to read it>, "size"}``.
+The format stage reads only the listing, so it does not care where the bytes came from.
+
+* mirror: ``<mirror_root>/<repo_id>/<path in repo>`` (the embedded samples, or a copy made with
+  ``huggingface-cli download``); nothing is copied.
+* hub: ``huggingface_hub.snapshot_download`` into the stage folder, pinned to the commit the revision
+  resolves to, retried with backoff; a rerun resumes (files already there are skipped, ``.incomplete``
+  files continue).
+* stream: only the listing is made (``HfFileSystem``); each format task fetches one file at a time into a
+  scratch folder and deletes it after reading (RefinedWeb's 2.8 TB never sits on disk at once).
+
+``HF_ENDPOINT`` (or ``[download] endpoint``) points all of it at another hub, ``HF_TOKEN`` authenticates.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+LISTING = "files.json"
+
+
+class DownloadError(RuntimeError):
+    """A repo, revision or file that cannot be fetched; the message says which and what to try."""
+
+
+def matches(relpath: str, patterns: tuple[str, ...] | list[str] | None) -> bool:
+    # fnmatch, as huggingface_hub's own allow_patterns filter does (``*`` crosses ``/``)
+    return not patterns or any(fnmatch.fnmatch(relpath, p) for p in patterns)
+
+
+def with_retries(fn: Callable[[], T], *, what: str, retries: int, backoff_s: float,
+                 log: Callable[[str], None] = print) -> T:
+    """Call ``fn``; on a transient error wait ``backoff_s * 2**attempt`` and try again, ``retries`` times.
+
+    huggingface_hub retries single HTTP requests itself, but a snapshot of thousands of files over hours
+    meets errors its per-request backoff gives up on; the snapshot is resumable, so retrying it whole is
+    cheap.
+    """
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    permanent = (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError, EntryNotFoundError)
+    bugs = (TypeError, AttributeError, KeyError, NameError, AssertionError)
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except bugs:
+            raise
+        except permanent as e:
+            if isinstance(e, LocalEntryNotFoundError):  # "not in cache and hub unreachable": transient
+                err: Exception = e
+            else:
+                raise DownloadError(f"{what}: {type(e).__name__}: {e}. Check the repo id and revision in the "
+                                    f"source or [sources.<name>]; for a gated repo accept its terms and set "
+                                    f"HF_TOKEN.") from e
+        except Exception as e:  # network errors come as OSError, httpx or requests errors depending on version
+            err = e
+        if attempt >= retries:
+            raise DownloadError(f"{what}: failed after {retries + 1} attempts: {type(err).__name__}: {err}. "
+                                f"Rerun the build to resume; set HF_ENDPOINT for a mirror hub.") from err
+        wait = backoff_s * (2 ** attempt)
+        log(f"{what}: {type(err).__name__}: {err}; retrying in {wait:.0f}s ({attempt + 1}/{retries})")
+        time.sleep(wait)
+        attempt += 1
+
+
+def list_mirror(root: str | os.PathLike, repo_id: str, patterns) -> list[dict[str, Any]]:
+    base = Path(root) / repo_id
+    if not base.is_dir():
+        raise DownloadError(f"mirror folder {base} does not exist: lay files out as <mirror_root>/<repo_id>/"
+                            f"<path in repo>, or remove [download] mirror_root to use the hub")
+    out = []
+    for p in base.rglob("*"):
+        if p.is_file() and not p.name.startswith("."):
+            rel = p.relative_to(base).as_posix()
+            if matches(rel, patterns):
+                out.append({"relpath": rel, "path": str(p.resolve()), "size": p.stat().st_size})
+    return sorted(out, key=lambda f: f["relpath"])
+
+
+def resolve_commit(repo_id: str, repo_type: str, revision: str | None, *, endpoint: str | None = None,
+                   retries: int = 5, backoff_s: float = 2.0) -> str:
+    """The commit sha ``revision`` points at now, so that a build is pinned even to a branch."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint)
+    info = with_retries(lambda: api.repo_info(repo_id, repo_type=repo_type, revision=revision),
+                        what=f"{repo_type} {repo_id}@{revision}", retries=retries, backoff_s=backoff_s)
+    return info.sha
+
+
+def snapshot(repo_id: str, repo_type: str, commit: str, patterns, local_dir: Path, *,
+             endpoint: str | None = None, max_workers: int = 8, retries: int = 5,
+             backoff_s: float = 2.0) -> list[dict[str, Any]]:
+    """Download the matching files of ``repo_id@commit`` into ``local_dir`` (resumable) and list them."""
+    from huggingface_hub import snapshot_download
+
+    local_dir.mkdir(parents=True, exist_ok=True)
+    with_retries(lambda: snapshot_download(repo_id, repo_type=repo_type, revision=commit,
+                                           allow_patterns=list(patterns) if patterns else None,
+                                           local_dir=str(local_dir), max_workers=max_workers,
+                                           endpoint=endpoint),
+                 what=f"snapshot of {repo_type} {repo_id}@{commit[:12]}", retries=retries, backoff_s=backoff_s)
+    out = []
+    for p in local_dir.rglob("*"):
+        rel = p.relative_to(local_dir).as_posix()
+        # .cache/huggingface holds snapshot_download's own resume metadata
+        if p.is_file() and not rel.startswith(".cache/") and matches(rel, patterns):
+            out.append({"relpath": rel, "path": str(p.resolve()), "size": p.stat().st_size})
+    return sorted(out, key=lambda f: f["relpath"])
+
+
+def _repo_prefix(repo_id: str, repo_type: str) -> str:
+    return repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
+
+
+def list_stream(repo_id: str, repo_type: str, commit: str, patterns, *, endpoint: str | None = None,
+                retries: int = 5, backoff_s: float = 2.0) -> list[dict[str, Any]]:
+    """List the matching files of ``repo_id@commit`` as ``hf://`` paths, without downloading them."""
+    from huggingface_hub import HfFileSystem
+
+    fs = HfFileSystem(endpoint=endpoint)
+    root = f"{_repo_prefix(repo_id, repo_type)}@{commit}"
+    found = with_retries(lambda: fs.find(root, detail=True), what=f"listing {root}", retries=retries,
+                         backoff_s=backoff_s)
+    out = []
+    for path, info in found.items():
+        rel = path[len(root):].lstrip("/")
+        if info.get("type") == "file" and matches(rel, patterns):
+            out.append({"relpath": rel, "path": f"hf://{root}/{rel}", "size": int(info.get("size") or 0)})
+    return sorted(out, key=lambda f: f["relpath"])
+
+
+def fetch_streamed(url: str, scratch: Path, *, endpoint: str | None = None, retries: int = 5,
+                   backoff_s: float = 2.0) -> Path:
+    """Copy one ``hf://`` file into ``scratch`` (the readers need a local, seekable file: parquet footers,
+    gzip/zstd end-of-stream checks); the caller deletes it after reading."""
+    from huggingface_hub import HfFileSystem
+
+    fs = HfFileSystem(endpoint=endpoint)
+    scratch.mkdir(parents=True, exist_ok=True)
+    dest = scratch / url.rsplit("/", 1)[-1]
+    tmp = dest.with_name(dest.name + ".incomplete")
+
+    def get() -> None:
+        with fs.open(url[len("hf://"):], "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 22)
+
+    with_retries(get, what=f"streaming {url}", retries=retries, backoff_s=backoff_s)
+    os.replace(tmp, dest)
+    return dest

@@ -1,0 +1,139 @@
+"""Stage ``download``: make a dataset's files available and list them in ``files.json``.
+
+One instance per input group (the four pile_* sources share EleutherAI/pile and fetch it once). Config::
+
+    [download]
+    mirror_root = "pipeline/samples"   # read <mirror_root>/<repo_id>/<path in repo>; omit to use the hub
+    endpoint = "https://huggingface.co" # default: $HF_ENDPOINT or the public hub
+    max_workers = 8                     # parallel file downloads per snapshot
+    retries = 5                         # whole-snapshot retries on network errors (it resumes)
+    backoff_s = 2.0                     # first wait; doubles every retry
+
+    [sources.refinedweb]
+    stream = true                       # list only; format fetches one file at a time (see pipeline/hub.py)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from datatrove.pipeline.base import PipelineStep
+
+from pipeline import hub
+from pipeline.accounting import StageAccount, write_json_atomic
+from pipeline.stages.base import Job, Stage, register
+
+
+@dataclass
+class DownloadOptions:
+    mirror_root: str | None = None
+    """A local folder laid out like the hub (<root>/<repo_id>/<path in repo>); None = the hub."""
+    endpoint: str | None = None
+    """Hub URL; None = $HF_ENDPOINT or https://huggingface.co."""
+    max_workers: int = 8
+    retries: int = 5
+    backoff_s: float = 2.0
+
+    def validate(self) -> None:
+        if self.max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+
+
+class DownloadStep(PipelineStep):
+    """Fetch (or locate) one repo's files and write the listing; yields no documents."""
+
+    name = "⬇ download"
+    type = "📥 DOWNLOAD"
+
+    def __init__(self, *, repo_id: str, repo_type: str, revision: str, allow_patterns: list[str],
+                 out_dir: str, mode: str, options: DownloadOptions):
+        super().__init__()
+        self.repo_id, self.repo_type, self.revision = repo_id, repo_type, revision
+        self.allow_patterns = list(allow_patterns)
+        self.out_dir = out_dir
+        self.mode = mode
+        self.opts = options
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if rank != 0:  # one listing per repo; extra ranks (if configured) have nothing to do
+            return
+        out = Path(self.out_dir)
+        o = self.opts
+        if self.mode == "mirror":
+            commit = None
+            files = hub.list_mirror(o.mirror_root, self.repo_id, self.allow_patterns)
+            root = str((Path(o.mirror_root) / self.repo_id).resolve())
+        else:
+            commit = hub.resolve_commit(self.repo_id, self.repo_type, self.revision, endpoint=o.endpoint,
+                                        retries=o.retries, backoff_s=o.backoff_s)
+            if self.mode == "stream":
+                files = hub.list_stream(self.repo_id, self.repo_type, commit, self.allow_patterns,
+                                        endpoint=o.endpoint, retries=o.retries, backoff_s=o.backoff_s)
+                root = f"hf://{self.repo_type}s/{self.repo_id}@{commit}"
+            else:
+                local = out / "files"
+                files = hub.snapshot(self.repo_id, self.repo_type, commit, self.allow_patterns, local,
+                                     endpoint=o.endpoint, max_workers=o.max_workers, retries=o.retries,
+                                     backoff_s=o.backoff_s)
+                root = str(local.resolve())
+        if not files:
+            raise hub.DownloadError(
+                f"{self.repo_id}@{self.revision}: no file matches allow_patterns {self.allow_patterns} "
+                f"({self.mode}); fix the patterns in [sources.<name>] allow_patterns")
+        self.stat_update("files", value=len(files))
+        self.stat_update("bytes", value=sum(f["size"] for f in files))
+        write_json_atomic(out / hub.LISTING, {
+            "repo_id": self.repo_id, "repo_type": self.repo_type, "revision": self.revision,
+            "commit": commit, "mode": self.mode, "root": root, "files": files})
+        return
+        yield  # a generator, as datatrove pipelines expect
+
+
+@register
+class DownloadStage(Stage):
+    name = "download"
+    version = "v1"
+    scope = "group"
+    section = "download"
+    Options = DownloadOptions
+
+    def spec(self):
+        """The group's repo: every member must agree on it (they read the same files)."""
+        specs = [self.ctx.specs[m] for m in self.members]
+        first = specs[0]
+        for s in specs[1:]:
+            if (s.repo_id, s.revision, s.repo_type) != (first.repo_id, first.revision, first.repo_type):
+                raise ValueError(f"input group {self.source!r}: sources {first.name} and {s.name} name different "
+                                 f"repos/revisions ({first.repo_id}@{first.revision} vs {s.repo_id}@{s.revision}); "
+                                 f"give them the same [sources.<name>] repo_id/revision")
+        return first
+
+    @property
+    def mode(self) -> str:
+        opts = self.options or DownloadOptions()
+        if opts.mirror_root:
+            return "mirror"
+        overrides = [self.ctx.config.override(m) for m in self.members] if self.ctx.config is not None else []
+        return "stream" if any(o.stream for o in overrides) else "hub"
+
+    @property
+    def listing(self) -> Path:
+        return self.output_dir / hub.LISTING
+
+    def jobs(self) -> list[Job]:
+        spec = self.spec()
+        patterns: list[str] = []
+        for m in self.members:  # a group reads the union of its members' files
+            for p in self.ctx.specs[m].allow_patterns:
+                if p not in patterns:
+                    patterns.append(p)
+        step = DownloadStep(repo_id=spec.repo_id, repo_type=spec.repo_type, revision=spec.revision,
+                            allow_patterns=patterns, out_dir=str(self.output_dir), mode=self.mode,
+                            options=self.options or DownloadOptions())
+        return [Job("download", [step], tasks=1)]
+
+    def accounts(self) -> dict[str, StageAccount]:
+        return {}  # files, not documents: the accounting chain starts at format

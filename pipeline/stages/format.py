@@ -1,0 +1,210 @@
+"""Stage ``format``: read every listed file of an input group, turn records into documents, reject bad ones.
+
+One instance per input group; its ``tasks`` ranks split the group's files (file i goes to rank
+i mod tasks, files sorted by path, so the split is the same every run). Outputs::
+
+    work/<corpus>/<source>/format/<rank>.jsonl.gz            documents (datatrove JSONL, metadata.source)
+    work/<corpus>/<source>/format/_rejects/<rank>.jsonl.gz   {source, reason, detail, raw, file}
+    work/<corpus>/<group>/format/_logs/format/               datatrove logs, stats, completion markers
+
+A bad record is rejected with a reason and the file goes on; a corrupt file (``CorruptFileError`` or any
+error while reading it) fails its task with the file's name, and the runner lets the other tasks finish.
+Config::
+
+    [format]
+    tasks = 1              # ranks per input group ([sources.<name>] tasks overrides)
+    scratch_dir = ""       # where streamed files are fetched one at a time; default <work_dir>/_scratch
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.writers import JsonlWriter
+
+from pipeline import hub
+from pipeline.accounting import AccountingError, StageAccount, from_datatrove_stats
+from pipeline.stages.base import GZIP, Job, Stage, register
+
+DOCS_FILE = "${source}/format/${rank}.jsonl.gz"
+REJECTS_FILE = "${source}/format/_rejects/${rank}.jsonl.gz"
+#: per-member counters in the reader step's stats; the "rejected_<reason>" / "dropped_<reason>" counters
+#: next to them are the group totals that ``from_datatrove_stats`` reads
+IN, REJ = "member_in:", "member_rejected:"
+
+
+@dataclass
+class FormatOptions:
+    tasks: int = 1
+    """Ranks per input group; [sources.<name>] tasks overrides it for that source's group."""
+    scratch_dir: str | None = None
+    """Where streamed (hf://) files are fetched one at a time; default <work_dir>/_scratch."""
+
+    def validate(self) -> None:
+        if self.tasks < 1:
+            raise ValueError(f"tasks must be >= 1, got {self.tasks}")
+
+
+class FormatFailure(RuntimeError):
+    """A file of the group could not be read; the message names it."""
+
+
+def _reject_adapter(self, doc: Document) -> dict:
+    m = doc.metadata
+    return {"source": m["source"], "reason": m["reason"], "detail": m["detail"], "raw": doc.text, "file": m["file"]}
+
+
+class FormatReader(PipelineStep):
+    """Yields the group's documents from the files of this rank; writes rejects as it goes."""
+
+    name = "📖 format"
+    type = "📖 - READER"
+
+    def __init__(self, *, group: str, listing: str, reader: Any, members: list[str], all_members: list[str],
+                 template: Any, work_dir: str, scratch_dir: str, endpoint: str | None = None, retries: int = 5,
+                 backoff_s: float = 2.0):
+        super().__init__()
+        self.group = group
+        self.listing = listing
+        self.reader = reader
+        self.members = list(members)
+        self.all_members = list(all_members)
+        self.template = template
+        self.work_dir = work_dir
+        self.scratch_dir = scratch_dir
+        self.endpoint, self.retries, self.backoff_s = endpoint, retries, backoff_s
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        from pipeline.sources import Rejected
+
+        listing = json.loads(Path(self.listing).read_text())
+        files = listing["files"][rank::world_size]
+        rejects = JsonlWriter(self.work_dir, output_filename=REJECTS_FILE, compression=GZIP,
+                              adapter=_reject_adapter)
+        with rejects:
+            for f in files:
+                path, scratch = f["path"], None
+                if path.startswith("hf://"):
+                    scratch = hub.fetch_streamed(path, Path(self.scratch_dir) / f"{self.group}-{rank:05d}",
+                                                 endpoint=self.endpoint, retries=self.retries,
+                                                 backoff_s=self.backoff_s)
+                    path = str(scratch)
+                try:
+                    yield from self._read_file(path, f["relpath"], rank, rejects, Rejected)
+                finally:
+                    if scratch is not None:
+                        scratch.unlink(missing_ok=True)
+
+    def _read_file(self, path: str, relpath: str, rank: int, rejects: JsonlWriter, Rejected):
+        n = 0
+        try:
+            for item in self.reader.read(path, relpath=relpath, template=self.template):
+                n += 1
+                self.stat_update("total")
+                if isinstance(item, Rejected):
+                    src = item.source if item.source in self.members else self.group
+                    self.stat_update(f"rejected_{item.reason}")
+                    if item.source in self.members:
+                        self.stat_update(IN + item.source, f"{REJ}{item.source}:{item.reason}")
+                    doc = Document(text=item.raw or "", id=f"{relpath}#reject{n}",
+                                   metadata={"source": src, "reason": item.reason, "detail": item.detail,
+                                             "file": relpath})
+                    rejects.write(doc, rank)
+                    continue
+                src = item.metadata.get("source")
+                if src not in self.all_members:
+                    raise FormatFailure(f"{relpath}: the {self.reader.name} reader routed a document to "
+                                        f"{src!r}, which is not a source of input group {self.group!r} "
+                                        f"({', '.join(self.all_members)}): a bug in pipeline/sources")
+                if src not in self.members:
+                    self.stat_update("dropped_source_not_selected")
+                    continue
+                self.stat_update(IN + src)
+                self.update_doc_stats(item)
+                yield item
+        except FormatFailure:
+            raise
+        except Exception as e:
+            # CorruptFileError already names the file; anything else (a decoder bug, a disk error) gets it
+            msg = str(e) if type(e).__name__ == "CorruptFileError" else f"{path}: {type(e).__name__}: {e}"
+            raise FormatFailure(f"format of {self.group}: {msg}") from e
+
+
+@register
+class FormatStage(Stage):
+    name = "format"
+    version = "v1"
+    after = ("download",)
+    scope = "group"
+    section = "format"
+    Options = FormatOptions
+
+    @property
+    def tasks(self) -> int:
+        opts = self.options or FormatOptions()
+        cfg = self.ctx.config
+        per_source = [cfg.override(m).tasks for m in self.members] if cfg is not None else []
+        return max([t for t in per_source if t] or [opts.tasks])
+
+    def jobs(self) -> list[Job]:
+        from pipeline.sources.chat import ChatTemplate
+        from pipeline.stages.download import DownloadOptions
+
+        members = self.members
+        specs = self.ctx.specs
+        # the group's members share one reader: each member's read() routes every record of the shared
+        # files, so reading through the first one reads the files once
+        reader = specs[members[0]]
+        all_members = self.ctx.known_groups.get(self.source) or members
+        cfg = self.ctx.config
+        template = ChatTemplate.from_dict(cfg.chat_template if cfg is not None else None)
+        dl = self.ctx.options.get("download") or DownloadOptions()
+        opts = self.options or FormatOptions()
+        scratch = opts.scratch_dir or str(self.ctx.work_dir / "_scratch")
+        step = FormatReader(group=self.source, listing=str(self.input_dir("download") / hub.LISTING),
+                            reader=reader, members=members, all_members=all_members, template=template,
+                            work_dir=str(self.ctx.work_dir), scratch_dir=scratch, endpoint=dl.endpoint,
+                            retries=dl.retries, backoff_s=dl.backoff_s)
+        writer = JsonlWriter(str(self.ctx.work_dir), output_filename=DOCS_FILE, compression=GZIP)
+        return [Job("format", [step, writer], tasks=self.tasks, counts=True)]
+
+    def input_dir(self, stage: str, source: str | None = None) -> Path:
+        return self.ctx.dir(stage, source if source is not None else self.source)
+
+    def accounts(self) -> dict[str, StageAccount]:
+        stats_dir = self.logs_dir("format") / "stats"
+        stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
+        group = from_datatrove_stats(self.name, stats).check(f"format/{self.source}")
+        counters: Counter = Counter()
+        written: Counter = Counter()
+        for task in stats:
+            steps = task["stats"] if isinstance(task, dict) and "stats" in task else task
+            for key, val in steps[0].get("stats", {}).items():
+                counters[key] += int(val.get("total", 0) if isinstance(val, dict) else val)
+            for key, val in steps[-1].get("stats", {}).items():
+                if key.endswith(".jsonl.gz") and "/format/" in key:
+                    written[key.split("/", 1)[0]] += int(val.get("total", 0) if isinstance(val, dict) else val)
+        out: dict[str, StageAccount] = {}
+        for m in self.members:
+            acc = StageAccount(self.name, docs_in=counters[IN + m])
+            for key, n in counters.items():
+                if key.startswith(f"{REJ}{m}:"):
+                    acc.reject(key.split(":", 2)[2], n)
+            acc.docs_out = acc.docs_in - sum(acc.rejected.values())
+            if acc.docs_out != written[m]:
+                raise AccountingError(f"format/{m}: {acc.docs_out} documents read but {written[m]} written")
+            out[m] = acc.check(f"format/{m}")
+        self._group_account = group
+        return out
+
+    def done_extra(self) -> dict[str, Any]:
+        """Written into the group's _DONE.json: every record of the shared files, including those routed
+        to group members this build does not select and bad records no member can claim."""
+        acc = getattr(self, "_group_account", None)
+        return {"group": {"name": self.source, "account": acc.to_dict()}} if acc is not None else {}

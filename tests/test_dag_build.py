@@ -1,0 +1,285 @@
+"""The corpus DAG runner on tiny fake sources: accounting, rejects, groups, reruns, failures, config errors.
+
+The fakes are real ``SourceSpec``s (real readers, real datatrove executors) over a mirror folder the test
+writes; only the adapters are tiny. Other tests import ``make_mirror`` / ``write_config`` / ``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, load_config
+from pipeline.dag import build, build_main, make_plan, status_main
+from pipeline.sources.base import Row, SourceSpec
+
+
+def _plain(row: Row, spec: SourceSpec, _t):
+    return row.doc(spec.name, row.text("text"))
+
+
+def _routed(row: Row, spec: SourceSpec, _t):
+    # like the Pile: one shared file, each record routed to a member source by a field
+    return row.doc("grp_" + row.text("part"), row.text("text"))
+
+
+def _spec(name, repo, adapter=_plain, group="", rejects_to=None, patterns=("data/*.jsonl",)):
+    return SourceSpec(name=name, family="web", repo_id=repo, revision="main", allow_patterns=patterns,
+                      file_format="jsonl", description=f"fake {name}", adapter=adapter, input_group=group,
+                      rejects_to=rejects_to)
+
+
+REGISTRY = {
+    "alpha": _spec("alpha", "fake/alpha"),
+    "beta": _spec("beta", "fake/beta"),
+    "grp_a": _spec("grp_a", "fake/grp", _routed, "grp", "grp_b"),
+    "grp_b": _spec("grp_b", "fake/grp", _routed, "grp", "grp_b"),
+}
+
+
+def make_mirror(root: Path, n_alpha_files: int = 3) -> Path:
+    """alpha: 3 files x 5 records (1 blank text, 1 invalid JSON in file 0); beta: 1 file; grp: shared file."""
+    mirror = root / "mirror"
+    for i in range(n_alpha_files):
+        lines = [json.dumps({"text": f"alpha doc {i}-{j} " + "word " * j}) for j in range(4)]
+        lines.append(json.dumps({"text": "   "}))  # rejected: empty_text
+        if i == 0:
+            lines.append("{not json")  # rejected: invalid_json
+        _write(mirror / "fake/alpha/data" / f"part-{i}.jsonl", "\n".join(lines) + "\n")
+    _write(mirror / "fake/alpha/README.md", "not a data file: outside allow_patterns")
+    _write(mirror / "fake/beta/data/only.jsonl",
+           "\n".join(json.dumps({"text": f"beta {j}"}) for j in range(7)) + "\n")
+    grp = [json.dumps({"part": "a" if j % 3 else "b", "text": f"grp doc {j}"}) for j in range(10)]
+    grp.insert(4, json.dumps({"text": "no part field"}))  # rejected: missing_field → counted to grp_b
+    _write(mirror / "fake/grp/data/shared.jsonl", "\n".join(grp) + "\n")
+    return mirror
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def write_config(root: Path, mirror: Path, *, sources='"all"', executor='kind = "local"\nworkers = 1',
+                 tasks: int = 2, extra: str = "") -> Path:
+    cfg = root / "corpus.toml"
+    cfg.write_text(textwrap.dedent(f"""\
+        [corpus]
+        name = "fake"
+        work_dir = "{root / 'work'}"
+        shards_dir = "{root / 'shards'}"
+        sources = {sources}
+        stages = ["download", "format"]
+
+        [executor]
+        """) + executor + textwrap.dedent(f"""
+
+        [download]
+        mirror_root = "{mirror}"
+
+        [format]
+        tasks = {tasks}
+        """) + extra)
+    return cfg
+
+
+def read_outputs(work: Path) -> dict[str, bytes]:
+    """Every output file of a build (logs excluded: they carry timestamps)."""
+    return {p.relative_to(work).as_posix(): p.read_bytes() for p in sorted(work.rglob("*"))
+            if p.is_file() and "_logs" not in p.parts and p.name != "_STARTED.json"}
+
+
+def docs_of(work: Path, source: str) -> list[dict]:
+    out = []
+    for p in sorted((work / source / "format").glob("*.jsonl.gz")):
+        out += [json.loads(line) for line in gzip.open(p, "rt")]
+    return out
+
+
+@pytest.fixture()
+def built(tmp_path):
+    mirror = make_mirror(tmp_path)
+    cfg = write_config(tmp_path, mirror)
+    outcomes = build(cfg, registry=REGISTRY, progress=False)
+    return tmp_path, cfg, outcomes
+
+
+def test_build_accounts_every_record(built):
+    root, cfg, outcomes = built
+    assert {o.state for o in outcomes} == {"done"}, outcomes
+    work = root / "work"
+    done = json.loads((work / "alpha/format/_DONE.json").read_text())
+    acc = done["accounts"]["alpha"]
+    # 3 files x 5 records + 1 invalid JSON line; in = out + dropped + rejected
+    assert acc == {"stage": "format", "docs_in": 16, "docs_out": 12, "dropped": {},
+                   "rejected": {"empty_text": 3, "invalid_json": 1}}
+    assert len(docs_of(work, "alpha")) == 12
+    assert {d["metadata"]["source"] for d in docs_of(work, "alpha")} == {"alpha"}
+    rejects = [json.loads(line) for p in sorted((work / "alpha/format/_rejects").glob("*.jsonl.gz"))
+               for line in gzip.open(p, "rt")]
+    assert sorted(r["reason"] for r in rejects) == ["empty_text"] * 3 + ["invalid_json"]
+    bad = next(r for r in rejects if r["reason"] == "invalid_json")
+    assert bad["raw"].strip() == "{not json" and bad["source"] == "alpha" and "part-0.jsonl:6" in bad["detail"]
+    # the download stage lists only files matching allow_patterns, and counts no documents
+    listing = json.loads((work / "alpha/download/files.json").read_text())
+    assert [f["relpath"] for f in listing["files"]] == [f"data/part-{i}.jsonl" for i in range(3)]
+    assert json.loads((work / "alpha/download/_DONE.json").read_text())["accounts"] == {}
+
+
+def test_group_reads_shared_files_once_and_routes(built):
+    root, _, _ = built
+    work = root / "work"
+    a = json.loads((work / "grp_a/format/_DONE.json").read_text())
+    b = json.loads((work / "grp_b/format/_DONE.json").read_text())
+    group = json.loads((work / "grp/format/_DONE.json").read_text())
+    assert a["accounts"] == {"grp_a": {"stage": "format", "docs_in": 6, "docs_out": 6, "dropped": {},
+                                       "rejected": {}}}
+    # the unroutable record counts against grp_b (the group's rejects_to), as pile_rest does for the Pile
+    assert b["accounts"]["grp_b"] == {"stage": "format", "docs_in": 5, "docs_out": 4, "dropped": {},
+                                      "rejected": {"missing_field": 1}}
+    assert group["group"]["account"]["docs_in"] == 11
+    assert [d["metadata"]["source"] for d in docs_of(work, "grp_a")] == ["grp_a"] * 6
+    assert len(json.loads((work / "grp/download/files.json").read_text())["files"]) == 1
+
+
+def test_group_member_not_selected_is_dropped_with_reason(tmp_path):
+    mirror = make_mirror(tmp_path)
+    cfg = write_config(tmp_path, mirror, sources='["grp_a"]')
+    outcomes = build(cfg, registry=REGISTRY, progress=False)
+    assert {o.state for o in outcomes} == {"done"}
+    group = json.loads((tmp_path / "work/grp/format/_DONE.json").read_text())
+    assert group["accounts"]["grp_a"]["docs_out"] == 6
+    assert group["group"]["account"]["dropped"] == {"source_not_selected": 4}
+    assert not (tmp_path / "work/grp_b").exists()
+
+
+def test_rerun_is_cached_and_same_bytes_as_fresh_build(built, tmp_path_factory):
+    root, cfg, _ = built
+    before = read_outputs(root / "work")
+    again = build(cfg, registry=REGISTRY, progress=False)
+    assert {o.state for o in again} == {"cached"}
+    assert read_outputs(root / "work") == before
+    # an independent build of the same inputs gives the same bytes (gzip without timestamps)
+    other = tmp_path_factory.mktemp("other")
+    mirror = make_mirror(other)
+    cfg2 = write_config(other, mirror)
+    build(cfg2, registry=REGISTRY, progress=False)
+    a, b = read_outputs(root / "work"), read_outputs(other / "work")
+    assert a.keys() == b.keys()
+    differing = [k for k in a if a[k] != b[k] and not k.endswith(("files.json", "_DONE.json"))]
+    assert differing == []  # listings name their absolute mirror folder; _DONE.json their byte counts
+
+
+def test_config_change_reruns_the_stage(built):
+    root, cfg, _ = built
+    text = cfg.read_text().replace("tasks = 2", "tasks = 3")
+    cfg.write_text(text)
+    outcomes = {o.unit: o.state for o in build(cfg, registry=REGISTRY, progress=False)}
+    assert outcomes["download/alpha"] == "cached" and outcomes["format/alpha"] == "done"
+    assert sorted(p.name for p in (root / "work/alpha/format").glob("*.jsonl.gz")) == [
+        "00000.jsonl.gz", "00001.jsonl.gz", "00002.jsonl.gz"]
+
+
+def test_corrupt_file_fails_its_task_others_complete(tmp_path, capsys):
+    mirror = make_mirror(tmp_path)
+    (mirror / "fake/alpha/data/part-1.jsonl").write_bytes(b"")  # empty: a CorruptFileError
+    cfg = write_config(tmp_path, mirror)
+    load_config(cfg, registry=REGISTRY)
+    outcomes = {o.unit: o for o in build(cfg, registry=REGISTRY, progress=False)}
+    assert outcomes["format/alpha"].state == "failed"
+    (fail,) = outcomes["format/alpha"].failures
+    assert fail["rank"] == 1 and "part-1.jsonl" in fail["error"] and "empty" in fail["error"]
+    assert Path(fail["log"]).name == "task_00001.log"
+    work = tmp_path / "work"
+    # the other rank of the same job and every other source finished
+    assert (work / "alpha/format/_logs/format/completions/00000").exists()
+    assert not (work / "alpha/format/_DONE.json").exists()
+    for src in ("beta", "grp_a", "grp_b"):
+        assert (work / src / "format/_DONE.json").exists(), src
+
+    # the CLI lists the failure and exits non-zero
+    import pipeline.dag as dag
+
+    orig = dag.load_config
+    dag.load_config = lambda p: orig(p, registry=REGISTRY)
+    orig_plan = dag.make_plan
+    dag.make_plan = lambda c, registry=None: orig_plan(c, REGISTRY)
+    orig_build = dag.build
+    dag.build = lambda c, progress=True: orig_build(c, registry=REGISTRY, progress=False)
+    try:
+        capsys.readouterr()
+        assert build_main([str(cfg), "--no-progress"]) == 1
+        err = capsys.readouterr().err
+        assert "FAILED" in err and "format/alpha" in err and "part-1.jsonl" in err
+        # repairing the file and rerunning finishes only what is missing
+        (mirror / "fake/alpha/data/part-1.jsonl").write_text(json.dumps({"text": "repaired"}) + "\n")
+        assert build_main([str(cfg), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "alpha" in out and "TOTAL" in out
+        assert status_main([str(cfg)]) == 0
+        status = capsys.readouterr().out
+        assert "format" in status and "2/2" in status
+    finally:
+        dag.load_config, dag.make_plan, dag.build = orig, orig_plan, orig_build
+    acc = json.loads((work / "alpha/format/_DONE.json").read_text())["accounts"]["alpha"]
+    # file 1 (now one record) was read; file 0 and 2 were not read again but are counted from rank 0's stats
+    assert acc["docs_in"] == 6 + 5 + 1 and acc["docs_out"] == 4 + 4 + 1
+    assert (work / "alpha/format/_logs/format/failures").exists() is False or not list(
+        (work / "alpha/format/_logs/format/failures").glob("*.json"))
+
+
+def test_unknown_source_lists_known_ones(tmp_path):
+    cfg = write_config(tmp_path, tmp_path, sources='["alpha", "gamma"]')
+    with pytest.raises(ConfigError, match=r"unknown source 'gamma'.*alpha, beta, grp_a, grp_b"):
+        load_config(cfg, registry=REGISTRY)
+
+
+def test_unknown_source_real_registry_lists_known_ones(tmp_path):
+    cfg = write_config(tmp_path, tmp_path, sources='["refinedweb", "refinedwebb"]')
+    with pytest.raises(ConfigError, match=r"refinedwebb.*refinedweb.*starcoder"):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize("table, key", [("executor", "wrkers = 2"), ("download", "mirror = 'x'"),
+                                         ("format", "task = 2")])
+def test_unknown_key_is_named(tmp_path, table, key):
+    cfg = write_config(tmp_path, tmp_path, extra=f"\n[{table}.x]\n" if False else "")
+    text = cfg.read_text().replace(f"[{table}]\n", f"[{table}]\n{key}\n")
+    cfg.write_text(text)
+    bad = key.split(" ")[0]
+    with pytest.raises(ConfigError, match=rf"\[{table}\] unknown key '{bad}'.*did you mean"):
+        load_config(cfg, registry=REGISTRY)
+
+
+def test_unknown_table_and_source_override(tmp_path):
+    cfg = write_config(tmp_path, tmp_path, extra="\n[formatt]\ntasks = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown table 'formatt'; did you mean 'format'"):
+        load_config(cfg, registry=REGISTRY)
+    cfg = write_config(tmp_path, tmp_path, extra="\n[sources.alpha]\nstreem = true\n")
+    with pytest.raises(ConfigError, match=r"\[sources.alpha\] unknown key 'streem'"):
+        load_config(cfg, registry=REGISTRY)
+    cfg = write_config(tmp_path, tmp_path, extra="\n[sources.alpha]\ntasks = 'two'\n")
+    with pytest.raises(ConfigError, match=r"sources.alpha.tasks = 'two' has the wrong type"):
+        load_config(cfg, registry=REGISTRY)
+
+
+def test_unregistered_stage_lists_registered(tmp_path):
+    cfg = write_config(tmp_path, tmp_path)
+    cfg.write_text(cfg.read_text().replace('stages = ["download", "format"]', 'stages = ["download", "fromat"]'))
+    with pytest.raises(ConfigError, match=r"'fromat', which is not a registered stage; registered: .*download.*format"):
+        load_config(cfg, registry=REGISTRY)
+    cfg.write_text(cfg.read_text().replace('stages = ["download", "fromat"]', 'stages = ["format"]'))
+    with pytest.raises(ConfigError, match=r"runs after 'download'.*add 'download'"):
+        load_config(cfg, registry=REGISTRY)
+
+
+def test_plan_orders_units_and_dependencies(tmp_path):
+    cfg = load_config(write_config(tmp_path, tmp_path), registry=REGISTRY)
+    plan = make_plan(cfg, REGISTRY)
+    ids = [u.id for u in plan.units]
+    assert ids == ["download/alpha", "download/beta", "download/grp", "format/alpha", "format/beta", "format/grp"]
+    assert plan.unit("format/grp").deps == ["download/grp"]
