@@ -1,0 +1,337 @@
+"""Convert between our checkpoints and Hugging Face `JetMoeForCausalLM` folders.
+
+    python -m trainer export    runs/tiny exports/tiny            # newest checkpoint of a run, or one step-* dir
+    python -m trainer export    runs/tiny/checkpoints/step-00000600 exports/tiny --dtype bfloat16
+    python -m trainer import-hf path/to/jetmoe-8b runs/imported/checkpoints/step-00000000
+
+The export folder holds config.json (HF keys), model.safetensors, generation_config.json and the corpus
+tokenizer (tokenizer.json + tokenizer_config.json), so `AutoModelForCausalLM.from_pretrained(dir)` and
+`AutoTokenizer.from_pretrained(dir)` load it (and so do lm-eval and vLLM). Tensors are renamed, never
+reshaped: our layouts are HF's, and our attention pairs query and K/V heads the way HF's `.repeat` does.
+Neither direction builds a model, so an 8B conversion needs memory for one copy of the weights only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .config import ModelConfig
+from .io import CONFIG, WEIGHTS, atomic_save_safetensors, atomic_write_bytes, read_model_config
+from .jetmoe import JetMoE
+
+__all__ = ["to_hf_config", "from_hf_config", "to_hf_state_dict", "from_hf_state_dict", "export_checkpoint",
+           "import_hf", "resolve_checkpoint", "read_hf_folder", "export_main", "import_main"]
+
+HF_BLOCK_EPS = 1e-6  # transformers' JetMoeDecoderLayer builds its two RMSNorms with the default eps
+
+# ours (per layer, after "layers.{i}.") -> HF (after "model.layers.{i}.")
+_LAYER_KEYS = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "attn.kv_proj.weight": "self_attention.kv_proj.weight",
+    "attn.router.weight": "self_attention.experts.router.layer.weight",
+    "attn.q_proj.weight": "self_attention.experts.input_linear.weight",
+    "attn.o_proj.weight": "self_attention.experts.output_linear.weight",
+    "attn.bias": "self_attention.experts.bias",
+    "mlp_norm.weight": "post_attention_layernorm.weight",
+    "mlp.router.weight": "mlp.router.layer.weight",
+    "mlp.input_linear.weight": "mlp.input_linear.weight",
+    "mlp.output_linear.weight": "mlp.output_linear.weight",
+    "mlp.bias": "mlp.bias",
+}
+_TOP_KEYS = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}
+_HF_TO_OURS_LAYER = {v: k for k, v in _LAYER_KEYS.items()}
+_HF_TO_OURS_TOP = {v: k for k, v in _TOP_KEYS.items()}
+
+
+def _ours_to_hf_name(name: str) -> str:
+    if name in _TOP_KEYS:
+        return _TOP_KEYS[name]
+    m = re.fullmatch(r"layers\.(\d+)\.(.+)", name)
+    if not m or m.group(2) not in _LAYER_KEYS:
+        raise KeyError(f"no Hugging Face name for our tensor {name!r}")
+    return f"model.layers.{m.group(1)}.{_LAYER_KEYS[m.group(2)]}"
+
+
+def _hf_to_ours_name(name: str) -> str | None:
+    """Our name for an HF tensor; None for lm_head.weight (tied, checked separately)."""
+    if name == "lm_head.weight":
+        return None
+    if name in _HF_TO_OURS_TOP:
+        return _HF_TO_OURS_TOP[name]
+    m = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", name)
+    if not m or m.group(2) not in _HF_TO_OURS_LAYER:
+        raise KeyError(f"unknown tensor {name!r} in a JetMoE checkpoint")
+    return f"layers.{m.group(1)}.{_HF_TO_OURS_LAYER[m.group(2)]}"
+
+
+def to_hf_config(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
+    if abs(cfg.block_norm_eps - HF_BLOCK_EPS) > 1e-12:
+        raise ValueError(f"block_norm_eps={cfg.block_norm_eps} cannot be exported: transformers' JetMoE fixes the "
+                         f"in-block RMSNorm eps at {HF_BLOCK_EPS}, so its logits would differ from ours")
+    return {
+        "architectures": ["JetMoeForCausalLM"],
+        "model_type": "jetmoe",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "num_hidden_layers": cfg.n_layers,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "num_attention_heads": cfg.n_q_heads,
+        "kv_channels": cfg.head_dim,
+        "intermediate_size": cfg.ffn_hidden,
+        "num_local_experts": cfg.n_experts,
+        "num_experts_per_tok": cfg.top_k,
+        "max_position_embeddings": cfg.max_seq_len,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        # transformers < 5 reads rope_theta, 5.x reads rope_parameters (and still accepts rope_theta)
+        "rope_theta": cfg.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "activation_function": "silu",
+        "tie_word_embeddings": True,
+        "initializer_range": cfg.init_std,
+        "aux_loss_coef": cfg.load_balance_coef,
+        "output_router_logits": False,
+        "attention_dropout": 0.0,
+        "use_cache": True,
+        "bos_token_id": cfg.bos_id,
+        "eos_token_id": cfg.eos_id,
+        "pad_token_id": None,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def from_hf_config(hf: dict, source: str = "config.json") -> ModelConfig:
+    if hf.get("model_type") != "jetmoe":
+        raise ValueError(f"{source}: model_type is {hf.get('model_type')!r}, expected 'jetmoe'")
+    required = ["vocab_size", "hidden_size", "num_hidden_layers", "num_key_value_heads", "kv_channels",
+                "intermediate_size", "num_local_experts", "num_experts_per_tok"]
+    missing = [k for k in required if k not in hf]
+    if missing:
+        raise ValueError(f"{source}: missing key(s) {missing} needed to build a JetMoE config")
+    if hf.get("activation_function", "silu") != "silu":
+        raise ValueError(f"{source}: activation_function {hf['activation_function']!r} is not supported (only silu)")
+    if not hf.get("tie_word_embeddings", True):
+        raise ValueError(f"{source}: tie_word_embeddings is false; this trainer's JetMoE ties input and output embeddings")
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        raise ValueError(f"{source}: rope type {rope.get('rope_type', rope.get('type'))!r} is not supported (only default)")
+    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    eos = hf.get("eos_token_id", 2)
+    return ModelConfig(
+        vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
+        n_kv_heads=hf["num_key_value_heads"], head_dim=hf["kv_channels"], n_experts=hf["num_local_experts"],
+        top_k=hf["num_experts_per_tok"], ffn_hidden=hf["intermediate_size"],
+        max_seq_len=hf.get("max_position_embeddings", 4096), rope_theta=float(theta),
+        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)), block_norm_eps=HF_BLOCK_EPS,
+        init_std=float(hf.get("initializer_range", 0.01)), load_balance_coef=float(hf.get("aux_loss_coef", 0.01)),
+        bos_id=hf.get("bos_token_id", 1), eos_id=eos[0] if isinstance(eos, list) else eos,
+        name=hf.get("_name_or_path", "") or "hf-import")
+
+
+def _expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in JetMoE(cfg).state_dict().items()}
+
+
+def _check_shapes(tensors: dict[str, torch.Tensor], cfg: ModelConfig, where: str) -> None:
+    expected = _expected_shapes(cfg)
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ValueError(f"{where}: tensors do not match the config: missing {missing[:4]}, unexpected {extra[:4]}")
+    for k, shape in expected.items():
+        if tuple(tensors[k].shape) != shape:
+            raise ValueError(f"{where}: tensor {k} has shape {tuple(tensors[k].shape)}; the config implies {shape}")
+
+
+def to_hf_state_dict(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {_ours_to_hf_name(k): v for k, v in ours.items()}
+
+
+def from_hf_state_dict(hf: dict[str, torch.Tensor], where: str = "HF checkpoint") -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in hf.items():
+        if k.endswith("rotary_emb.inv_freq"):  # a buffer some older exports saved; recomputed from rope_theta
+            continue
+        name = _hf_to_ours_name(k)
+        if name is not None:
+            out[name] = v
+    if "lm_head.weight" in hf and "embed.weight" in out and not torch.equal(hf["lm_head.weight"], out["embed.weight"]):
+        raise ValueError(f"{where}: lm_head.weight differs from model.embed_tokens.weight, but JetMoE ties them")
+    return out
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def read_hf_folder(hf_dir: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """(our config, our-named tensors) from a HF JetMoE folder: model.safetensors, a sharded index, or .bin."""
+    hf_dir = Path(hf_dir)
+    cfg_path = hf_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: {hf_dir} is not a Hugging Face model folder")
+    try:
+        hf_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path}: invalid JSON at line {e.lineno}: {e.msg}") from e
+    cfg = from_hf_config(hf_cfg, str(cfg_path))
+    tensors: dict[str, torch.Tensor] = {}
+    if (hf_dir / "model.safetensors").is_file():
+        tensors = _load_safetensors(hf_dir / "model.safetensors")
+    elif (hf_dir / "model.safetensors.index.json").is_file():
+        index = json.loads((hf_dir / "model.safetensors.index.json").read_text())
+        for shard in sorted(set(index["weight_map"].values())):
+            tensors.update(_load_safetensors(hf_dir / shard))
+    else:
+        bins = sorted(hf_dir.glob("pytorch_model*.bin"))
+        if not bins:
+            raise FileNotFoundError(f"{hf_dir}: no model.safetensors, model.safetensors.index.json or "
+                                    "pytorch_model*.bin; download the weights (e.g. `hf download jetmoe/jetmoe-8b "
+                                    "--local-dir DIR`)")
+        for b in bins:
+            tensors.update(torch.load(b, map_location="cpu", weights_only=True))
+    ours = from_hf_state_dict(tensors, str(hf_dir))
+    _check_shapes(ours, cfg, str(hf_dir))
+    return cfg, ours
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder itself, or a run folder's newest checkpoints/step-* holding model.safetensors."""
+    path = Path(path)
+    if (path / WEIGHTS).is_file():
+        return path
+    steps = sorted(p for p in (path / "checkpoints").glob("step-*") if (p / WEIGHTS).is_file())
+    if not steps:
+        raise FileNotFoundError(f"{path}: neither a checkpoint (no {WEIGHTS}) nor a run folder with "
+                                f"checkpoints/step-*/{WEIGHTS}; train first (`make phase1`) or pass a step folder")
+    return steps[-1]
+
+
+def _tokenizer_config(tokenizer_json: Path, cfg: ModelConfig) -> dict:
+    """tokenizer_config.json for PreTrainedTokenizerFast, naming only the special tokens the file has."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    out: dict = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_seq_len,
+                 "clean_up_tokenization_spaces": False}
+    if tok.token_to_id("<unk>") is not None:
+        out["unk_token"] = "<unk>"
+    for key, tid in (("bos_token", cfg.bos_id), ("eos_token", cfg.eos_id)):
+        token = tok.id_to_token(tid) if tid is not None else None
+        if token is not None:
+            out[key] = token
+    if tok.get_vocab_size(with_added_tokens=True) > cfg.vocab_size:
+        raise ValueError(f"{tokenizer_json}: {tok.get_vocab_size(with_added_tokens=True)} tokens, more than the "
+                         f"model's vocab_size={cfg.vocab_size}; export with the corpus tokenizer the model was trained on")
+    return out
+
+
+def export_checkpoint(ckpt: str | Path, out_dir: str | Path, dtype: torch.dtype | None = None,
+                      tokenizer: str | Path | None = None) -> Path:
+    """Write a HF JetMoeForCausalLM folder from one of our checkpoints (or a run's newest)."""
+    ckpt = resolve_checkpoint(ckpt)
+    out_dir = Path(out_dir)
+    cfg = read_model_config(ckpt)
+    ours = _load_safetensors(ckpt / WEIGHTS)
+    _check_shapes(ours, cfg, str(ckpt / WEIGHTS))
+    if dtype is not None:
+        ours = {k: v.to(dtype) for k, v in ours.items()}
+    dtype = next(iter(ours.values())).dtype
+    hf_cfg = to_hf_config(cfg, dtype)
+    tok = Path(tokenizer) if tokenizer else ckpt / "tokenizer.json"
+    if not tok.is_file():
+        raise FileNotFoundError(f"{tok} not found: the export needs the corpus tokenizer; pass --tokenizer "
+                                "shards/<corpus>/tokenizer.json")
+    if cfg.tokenizer_sha256:
+        import hashlib
+        got = hashlib.sha256(tok.read_bytes()).hexdigest()
+        if got != cfg.tokenizer_sha256:
+            raise ValueError(f"{tok}: sha256 {got} differs from the model's tokenizer_sha256 {cfg.tokenizer_sha256}")
+    tok_cfg = _tokenizer_config(tok, cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save_safetensors(to_hf_state_dict(ours), out_dir / "model.safetensors", {"format": "pt"})
+    atomic_write_bytes(out_dir / "config.json", (json.dumps(hf_cfg, indent=2, sort_keys=True) + "\n").encode())
+    gen = {"bos_token_id": cfg.bos_id, "eos_token_id": cfg.eos_id, "do_sample": False}
+    atomic_write_bytes(out_dir / "generation_config.json", (json.dumps(gen, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(out_dir / "tokenizer.json", tok.read_bytes())
+    atomic_write_bytes(out_dir / "tokenizer_config.json", (json.dumps(tok_cfg, indent=2, sort_keys=True) + "\n").encode())
+    return out_dir
+
+
+def import_hf(hf_dir: str | Path, ckpt_dir: str | Path) -> Path:
+    """Write one of our checkpoints (model.safetensors + model_config.json [+ tokenizer.json]) from a HF folder."""
+    hf_dir, ckpt_dir = Path(hf_dir), Path(ckpt_dir)
+    cfg, ours = read_hf_folder(hf_dir)
+    if (hf_dir / "tokenizer.json").is_file():
+        import hashlib
+        data = (hf_dir / "tokenizer.json").read_bytes()
+        cfg = cfg.replace(tokenizer_sha256=hashlib.sha256(data).hexdigest())
+        atomic_write_bytes(ckpt_dir / "tokenizer.json", data)
+    atomic_save_safetensors({k: v.contiguous() for k, v in sorted(ours.items())}, ckpt_dir / WEIGHTS, {"format": "pt"})
+    atomic_write_bytes(ckpt_dir / CONFIG, (json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    return ckpt_dir
+
+
+def _summary(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(title)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trainer export", description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", help="a checkpoint folder (step-*) or a run folder (its newest checkpoint)")
+    ap.add_argument("out_dir", help="the Hugging Face folder to write")
+    ap.add_argument("--dtype", choices=sorted(_DTYPES), help="cast the weights (default: as stored)")
+    ap.add_argument("--tokenizer", help="tokenizer.json to ship (default: the checkpoint's)")
+    args = ap.parse_args(argv)
+    try:
+        ckpt = resolve_checkpoint(args.checkpoint)
+        out = export_checkpoint(ckpt, args.out_dir, _DTYPES.get(args.dtype), args.tokenizer)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return 1
+    from .flops import count_params
+    cfg = read_model_config(ckpt)
+    total, active = count_params(cfg)
+    _summary(f"exported {ckpt} -> {out}", [
+        ("files", ", ".join(sorted(p.name for p in out.iterdir()))),
+        ("params", f"{total:,} total, {active:,} active"),
+        ("shape", f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_experts} experts top-{cfg.top_k}"),
+        ("load with", f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})"),
+    ])
+    return 0
+
+
+def import_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trainer import-hf",
+                                 description="Read a Hugging Face JetMoE folder into one of our checkpoints.")
+    ap.add_argument("hf_dir", help="folder with config.json + safetensors (e.g. a jetmoe/jetmoe-8b download)")
+    ap.add_argument("checkpoint", help="checkpoint folder to write (model.safetensors + model_config.json)")
+    args = ap.parse_args(argv)
+    try:
+        out = import_hf(args.hf_dir, args.checkpoint)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"import-hf: error: {e}", file=sys.stderr)
+        return 1
+    from .flops import count_params
+    cfg = read_model_config(out)
+    total, active = count_params(cfg)
+    _summary(f"imported {args.hf_dir} -> {out}", [
+        ("files", ", ".join(sorted(p.name for p in out.iterdir()))),
+        ("params", f"{total:,} total, {active:,} active"),
+        ("shape", f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_experts} experts top-{cfg.top_k}"),
+    ])
+    return 0
