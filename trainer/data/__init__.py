@@ -6,7 +6,10 @@
 Reads only what the corpus builder wrote (manifest.json, tokenizer.json, Arrow parts); never imports `pipeline`.
 """
 from .corpus import Corpus, CorpusError, PackedStream, check_tokenizer
+from .loader import Batch, BlendedLoader, LoaderStateError, SourceSequences, ValBatch, ValLoader
 from .mixture import Group, Mixture, MixtureError, load_mixture, parse_mixture
+from .schedule import BlendSchedule
 
 __all__ = ["Corpus", "CorpusError", "PackedStream", "check_tokenizer", "Group", "Mixture", "MixtureError",
-           "load_mixture", "parse_mixture"]
+           "load_mixture", "parse_mixture", "Batch", "BlendedLoader", "LoaderStateError", "SourceSequences",
+           "ValBatch", "ValLoader", "BlendSchedule"]
