@@ -103,14 +103,17 @@ def resolve_commit(repo_id: str, repo_type: str, revision: str | None, *, endpoi
 def snapshot(repo_id: str, repo_type: str, commit: str, patterns, local_dir: Path, *,
              endpoint: str | None = None, max_workers: int = 8, retries: int = 5,
              backoff_s: float = 2.0) -> list[dict[str, Any]]:
-    """Download the matching files of ``repo_id@commit`` into ``local_dir`` (resumable) and list them."""
+    """Download the matching files of ``repo_id@commit`` into ``local_dir`` (resumable) and list them.
+
+    huggingface_hub's own caches (tree listing, per-file resume metadata) go under ``local_dir/.cache`` so
+    that a build's download is self-contained and deleting the work folder deletes all of it."""
     from huggingface_hub import snapshot_download
 
     local_dir.mkdir(parents=True, exist_ok=True)
     with_retries(lambda: snapshot_download(repo_id, repo_type=repo_type, revision=commit,
                                            allow_patterns=list(patterns) if patterns else None,
                                            local_dir=str(local_dir), max_workers=max_workers,
-                                           endpoint=endpoint),
+                                           endpoint=endpoint, cache_dir=str(local_dir / ".cache" / "hub")),
                  what=f"snapshot of {repo_type} {repo_id}@{commit[:12]}", retries=retries, backoff_s=backoff_s)
     out = []
     for p in local_dir.rglob("*"):
