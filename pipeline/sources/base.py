@@ -118,7 +118,7 @@ class Row:
         """A required, non-blank string field."""
         return self.get(name, str, nonempty=True, obj=obj, path=path)
 
-    def doc(self, source: str, text: str, doc_id: str | None = None, **metadata: Any) -> Document:
+    def doc(self, source: str, text: str, doc_id: str | None = None, /, **metadata: Any) -> Document:
         if not text.strip():
             raise BadRecord("empty_text", f"{self.where}: rendered text is empty")
         meta = {"source": source}

@@ -211,7 +211,7 @@ EVOL_CODEALPACA = SourceSpec(
 def _stackmathqa(row: Row, spec: SourceSpec, t: ChatTemplate) -> Document:
     turns = [("user", row.text("Q")), ("assistant", row.text("A"))]
     meta = row.get("meta", dict, required=False) or {}
-    keep = {k: meta.get(k) for k in ("url", "language", "source", "timestamp")
+    keep = {("site" if k == "source" else k): meta.get(k) for k in ("url", "language", "source", "timestamp")
             if isinstance(meta.get(k), (str, int, float))}
     return row.doc(spec.name, _render(row, t, turns), **keep)
 
