@@ -65,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(url.path)
         parts = path.strip("/").split("/")
-        kind = "resolve" if "resolve" in parts else parts[3] if path.startswith("/api/") and len(parts) > 3 else "?"
+        kind = "resolve" if "resolve" in parts else parts[4] if path.startswith("/api/") and len(parts) > 4 else "?"
         self.server.requests.append(f"{self.command} {path}")
         if self.server.fail_next.get(kind, 0) > 0:
             self.server.fail_next[kind] -= 1
