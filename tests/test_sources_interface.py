@@ -81,3 +81,15 @@ def test_chat_template_from_dict_zephyr_and_errors():
         ChatTemplate.from_dict({"drop_system": "yes"})
     with pytest.raises(ChatTemplateError, match="unknown role 'tool'"):
         ChatTemplate().render([("tool", "x")])
+
+
+@pytest.mark.parametrize("name", DESIGN_NAMES)
+def test_specs_pickle_with_their_adapters(name):
+    """datatrove ships readers to worker processes: a spec must survive plain pickle, adapter included."""
+    import pickle
+
+    spec = SOURCES[name]
+    back = pickle.loads(pickle.dumps(spec))
+    assert back == spec
+    assert (back.adapter or back.file_adapter) is not None
+    assert type(back.adapter or back.file_adapter) is type(spec.adapter or spec.file_adapter)

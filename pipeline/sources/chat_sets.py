@@ -6,6 +6,7 @@ them). All are family ``chat`` except CommitPackFT (family ``code``: its turns a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 from datatrove.data import Document
@@ -170,14 +171,22 @@ OASST_OCTOPACK = SourceSpec(
 
 
 # -- single-turn instruction sets ------------------------------------------------------------------------
-def _pair(user_key: str, assistant_key: str, *, id_key: str | None = None, meta_keys: tuple[str, ...] = ()):
-    def adapter(row: Row, spec: SourceSpec, t: ChatTemplate) -> Document:
-        turns = [("user", row.text(user_key)), ("assistant", row.text(assistant_key))]
-        doc_id = row.get(id_key, (str, int), required=False) if id_key else None
-        meta = {k: row.get(k, (str, int, float), required=False) for k in meta_keys}
-        return row.doc(spec.name, _render(row, t, turns), doc_id, **meta)
+@dataclass(frozen=True)
+class _Pair:
+    """One field → user turn, one → assistant turn. A class, not a closure, so a spec pickles (datatrove
+    ships the reader to worker processes)."""
 
-    return adapter
+    user_key: str
+    assistant_key: str
+    meta_keys: tuple[str, ...] = ()
+
+    def __call__(self, row: Row, spec: SourceSpec, t: ChatTemplate) -> Document:
+        turns = [("user", row.text(self.user_key)), ("assistant", row.text(self.assistant_key))]
+        meta = {k: row.get(k, (str, int, float), required=False) for k in self.meta_keys}
+        return row.doc(spec.name, _render(row, t, turns), None, **meta)
+
+
+_pair = _Pair
 
 
 MAGICODER_OSS = SourceSpec(
