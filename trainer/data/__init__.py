@@ -8,8 +8,9 @@ Reads only what the corpus builder wrote (manifest.json, tokenizer.json, Arrow p
 from .corpus import Corpus, CorpusError, PackedStream, check_tokenizer
 from .loader import Batch, BlendedLoader, LoaderStateError, SourceSequences, ValBatch, ValLoader
 from .mixture import Group, Mixture, MixtureError, load_mixture, parse_mixture
+from .plan import PlanRow, plan_mixture
 from .schedule import BlendSchedule
 
 __all__ = ["Corpus", "CorpusError", "PackedStream", "check_tokenizer", "Group", "Mixture", "MixtureError",
            "load_mixture", "parse_mixture", "Batch", "BlendedLoader", "LoaderStateError", "SourceSequences",
-           "ValBatch", "ValLoader", "BlendSchedule"]
+           "ValBatch", "ValLoader", "BlendSchedule", "PlanRow", "plan_mixture"]
