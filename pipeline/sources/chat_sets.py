@@ -50,12 +50,13 @@ def _sharegpt(row: Row, spec: SourceSpec, t: ChatTemplate) -> Document:
 
 
 OPENHERMES = SourceSpec(
-    name="openhermes", family="chat", repo_id="teknium/OpenHermes-2.5", revision="main",
+    name="openhermes", family="chat", repo_id="teknium/OpenHermes-2.5",
+    revision="b82037821055c377bed0d495e72e46de3bc72e84",
     allow_patterns=("openhermes2_5.json",), file_format="json", adapter=_sharegpt,
     fields="conversations[{from, value, weight}], source, category, id (often null)",
     rendering="conversations: from system → system turn, human → user, gpt → assistant; value is the text",
     description="OpenHermes 2.5: ~1M synthetic instruction/chat samples (GPT-4 generated), ShareGPT layout.",
-    notes="one JSON array, loaded whole (~1.9 GB); file name and fields from the card, not re-verified here.")
+    notes="one JSON array (1.94 GB), loaded whole; file name and revision verified, fields from the card.")
 
 CODE290K = SourceSpec(
     name="code290k_sharegpt", family="chat", repo_id="ajibawa-2023/Code-290k-ShareGPT", revision="main",
@@ -73,13 +74,14 @@ def _ultrachat(row: Row, spec: SourceSpec, t: ChatTemplate) -> Document:
 
 
 ULTRACHAT = SourceSpec(
-    name="ultrachat", family="chat", repo_id="HuggingFaceH4/ultrachat_200k", revision="main",
+    name="ultrachat", family="chat", repo_id="HuggingFaceH4/ultrachat_200k",
+    revision="6a1489c88ba570d49cf8a98a02999de5b2356cac",
     config="train_sft", allow_patterns=("data/train_sft-*.parquet",), file_format="parquet", adapter=_ultrachat,
     required_columns=("messages",), optional_columns=("prompt_id",),
     fields="prompt, prompt_id, messages[{role, content}]",
     rendering="messages: role user → user, assistant → assistant (the prompt is messages[0])",
     description="UltraChat 200k (train_sft split): filtered multi-turn UltraChat dialogues.",
-    notes="shard names data/train_sft-NNNNN-of-00003-<hash>.parquet from memory of the repo, unverified.")
+    notes="shards data/train_sft-NNNNN-of-00003-<hash>.parquet and revision verified; columns from the card.")
 
 
 # -- OpenAssistant oasst1: flat message rows → one conversation per tree ---------------------------------
@@ -150,8 +152,8 @@ OASST = SourceSpec(
               "review-failed messages, until a leaf; a trailing prompter message is dropped. prompter → "
               "user, assistant → assistant. Other branches are not used (they would repeat the prompt).",
     description="OpenAssistant Conversations (oasst1): crowd-sourced message trees in 35 languages.",
-    notes="the flat message parquet (data/train-00000-of-00001-<hash>.parquet); the validation split is "
-          "left out. Shard name unverified.")
+    notes="the flat message parquet, data/{train,validation}-00000-of-00001-<hash>.parquet (the validation "
+          "file name is verified; the train file's hash in the sample is made up); validation is left out.")
 
 
 # -- oasst-octopack: conversations [{role, text}] ------------------------------------------------------
@@ -200,21 +202,23 @@ MAGICODER_OSS = SourceSpec(
     notes="file name and revision verified (the file is JSON Lines, not one JSON array).")
 
 MAGICODER_EVOL = SourceSpec(
-    name="magicoder_evol", family="chat", repo_id="ise-uiuc/Magicoder-Evol-Instruct-110K", revision="main",
+    name="magicoder_evol", family="chat", repo_id="ise-uiuc/Magicoder-Evol-Instruct-110K",
+    revision="b0079beaa0361d82412520b873715bee59cc7dd4",
     allow_patterns=("data-evol_instruct-decontaminated.jsonl",), file_format="jsonl",
     adapter=_pair("instruction", "response"),
     fields="instruction, response",
     rendering="instruction → user, response → assistant",
     description="Magicoder Evol-Instruct 110K: decontaminated Evol-Instruct code data.",
-    notes="file name by analogy with the OSS set, unverified.")
+    notes="file name and revision verified (JSON Lines); fields from the card.")
 
 EVOL_CODEALPACA = SourceSpec(
-    name="evol_codealpaca", family="chat", repo_id="theblackcat102/evol-codealpaca-v1", revision="main",
+    name="evol_codealpaca", family="chat", repo_id="theblackcat102/evol-codealpaca-v1",
+    revision="c75242318519b5470635e84064baed7c78594020",
     allow_patterns=("train.jsonl",), file_format="jsonl", adapter=_pair("instruction", "output"),
     fields="instruction, output",
     rendering="instruction → user, output → assistant",
     description="Evol-CodeAlpaca v1: ~110k evolved code instructions with GPT-4 answers.",
-    notes="file name and fields unverified (RECIPE marks them so).")
+    notes="file name train.jsonl and revision verified; fields (instruction, output) from the card.")
 
 
 def _stackmathqa(row: Row, spec: SourceSpec, t: ChatTemplate) -> Document:
@@ -302,8 +306,8 @@ COMMITPACKFT = SourceSpec(
     rendering="user = commit message, 'File: <new_file>', old_contents in a ```<lang> block (or '(new file)'); "
               "assistant = new_contents in a ```<lang> block",
     description="CommitPackFT: 2 GB of code commits whose messages read as instructions, 277 languages.",
-    notes="per-language folders data/<lang>/data.jsonl (from the repo's loading script); fields from the "
-          "paper, unverified here.")
+    notes="per-language files data/<lang>/data.jsonl as the repo's loading script downloads them "
+          "(_URL.format(lang=...)); fields verified against the card's example record.")
 
 SPECS = (OPENHERMES, ULTRACHAT, OASST, OASST_OCTOPACK, XP3X, MAGICODER_OSS, MAGICODER_EVOL,
          EVOL_CODEALPACA, CODE290K, COMMITPACKFT, STACKMATHQA, TEMPLATEGSM)
