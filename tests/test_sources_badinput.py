@@ -256,3 +256,10 @@ def test_oasst_review_failed_and_tie_break(tmp_path):
     ])
     (d,) = out
     assert d.text.endswith("Assistant: A")  # unranked replies: the earliest; the review-failed one is skipped
+
+
+def test_bom_and_crlf_are_not_errors(tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\r\n" + json.dumps(GOOD).encode() + b"\r\n")
+    out = run("evol_codealpaca", p, "train.jsonl")
+    assert [type(x) for x in out] == [Document, Document]

@@ -93,3 +93,16 @@ def test_specs_pickle_with_their_adapters(name):
     assert back == spec
     assert (back.adapter or back.file_adapter) is not None
     assert type(back.adapter or back.file_adapter) is type(spec.adapter or spec.file_adapter)
+
+
+def test_cli_reads_samples_and_lists_catalog(capsys, tmp_path):
+    from pipeline.sources.__main__ import main
+
+    assert main(["stackmathqa", "pile_arxiv"]) == 0
+    out = capsys.readouterr().out
+    assert "stackmathqa" in out and "pile_arxiv" in out and "invalid_json 1" in out
+    assert "pile_rest" not in out.split("rejected", 1)[1]  # only the asked sources are printed
+    assert main(["--list"]) == 0
+    assert "monology/pile-uncopyrighted" in capsys.readouterr().out
+    assert main(["--root", str(tmp_path), "xp3x"]) == 1  # an empty mirror is an error, not a silent zero
+    assert "no files under" in capsys.readouterr().err

@@ -269,7 +269,8 @@ def _parse_line(line: bytes, relpath: str, lineno: int, source: str) -> Row | Re
         return None  # blank lines (a trailing newline, CRLF leftovers) are not records
     where = f"{relpath}:{lineno}"
     try:
-        text = line.decode("utf-8")
+        # a byte-order mark before the first record (editors on Windows write one) is not an error
+        text = line.decode("utf-8-sig" if lineno == 1 else "utf-8")
     except UnicodeDecodeError as e:
         return Rejected(source, "invalid_utf8", f"{where}: invalid UTF-8 at byte {e.start}", _raw(line))
     try:
