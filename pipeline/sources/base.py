@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,7 @@ class SourceSpec:
     rejects_to: str | None = None
 
     def __post_init__(self):
-        if not self.name or not all(c.islower() or c.isdigit() or c == "_" for c in self.name):
+        if not re.fullmatch(r"[a-z0-9_]+", self.name):
             raise ValueError(f"source name {self.name!r} must match [a-z0-9_]+")
         if self.family not in FAMILIES:
             raise ValueError(f"source {self.name}: family {self.family!r} is not one of {FAMILIES}")

@@ -19,7 +19,7 @@ STARCODER_LANGUAGES = (
 def _starcoder(row: Row, spec: SourceSpec, _t) -> Document:
     doc_id = row.get("id", (str, int), required=False)
     lang = row.relpath.split("/", 1)[0]
-    return row.doc(spec.name, row.text("content"), doc_id if doc_id is not None else None, lang=lang,
+    return row.doc(spec.name, row.text("content"), doc_id, lang=lang,
                    repo=row.get("max_stars_repo_name", str, required=False),
                    path=row.get("max_stars_repo_path", str, required=False),
                    stars=row.get("max_stars_count", int, required=False))

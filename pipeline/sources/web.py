@@ -42,8 +42,9 @@ def _pes2o(row: Row, spec: SourceSpec, _t) -> Document:
 
 DOLMA_PES2O = SourceSpec(
     name="dolma_pes2o", family="web", repo_id="allenai/peS2o", revision="main",
-    # allenai/dolma on the hub holds only URL lists (the files live on olmo-data.org); the same peS2o
-    # documents are shipped on the hub as allenai/peS2o, v2 being the version Dolma v1.6 includes
+    # allenai/dolma's main branch holds only URL lists (the files live on olmo-data.org; the data/peS2o
+    # files of its mid-2023 commits were removed); the same peS2o documents are shipped on the hub as
+    # allenai/peS2o, v2 being the version Dolma v1.6 includes
     allow_patterns=("data/v2/train-*.json.gz",), file_format="json.gz", config="v2", adapter=_pes2o,
     fields="id, text, added, created, source (s2orc / s2ag), version",
     description="peS2o v2 (the Dolma peS2o subset): ~40M open-access academic papers from S2ORC.",
