@@ -33,12 +33,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _doc_lengths(rng: np.random.Generator, n_tokens: int, mean_doc: int) -> list[int]:
     """Document lengths (EOS included) that sum to exactly n_tokens."""
-    lens, left = [], n_tokens
-    while left > 0:
-        n = int(min(left, max(1, rng.geometric(1.0 / mean_doc))))
-        lens.append(n)
-        left -= n
-    return lens
+    lens = rng.geometric(1.0 / mean_doc, size=n_tokens // mean_doc + 16).astype(np.int64)
+    while lens.sum() < n_tokens:  # rare: draw more until they cover n_tokens
+        lens = np.concatenate([lens, rng.geometric(1.0 / mean_doc, size=len(lens) + 16)])
+    ends = np.cumsum(lens)
+    k = int(np.searchsorted(ends, n_tokens))  # first document that reaches n_tokens: cut it there
+    out = lens[:k + 1].copy()
+    out[k] = n_tokens - (ends[k - 1] if k else 0)
+    return [int(x) for x in out] if n_tokens > 0 else []
 
 
 def write_tokenizer(path: Path, vocab: int) -> str:
@@ -55,30 +57,33 @@ def write_tokenizer(path: Path, vocab: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_split(root: Path, source: str, split: str, docs: list[np.ndarray], dtype: str, meta: dict,
-                 docs_per_part: int, docs_per_batch: int) -> dict:
+def _write_split(root: Path, source: str, split: str, lengths: list[int], values: np.ndarray, dtype: str,
+                 meta: dict, docs_per_part: int, docs_per_batch: int) -> dict:
     arrow_type = pa.list_(pa.uint16() if dtype == "uint16" else pa.uint32())
     schema = pa.schema([("input_ids", arrow_type), ("n_tokens", pa.int32())],
                        metadata={k: str(v) for k, v in meta.items()})
+    starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
     parts = []
     folder = root / source / split
     folder.mkdir(parents=True, exist_ok=True)
-    for p, lo in enumerate(range(0, max(len(docs), 1), docs_per_part)):
-        chunk = docs[lo:lo + docs_per_part]
+    for p, lo in enumerate(range(0, max(len(lengths), 1), docs_per_part)):
+        hi = min(lo + docs_per_part, len(lengths))
         rel = f"{source}/{split}/part-{p:05d}.arrow"
         path = root / rel
         tmp = path.with_name(path.name + ".tmp")
         with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema) as w:
             # Several record batches per part, so readers are tested on chunked columns.
-            for b in range(0, len(chunk), docs_per_batch):
-                sub = chunk[b:b + docs_per_batch]
-                w.write_batch(pa.record_batch([pa.array([d.tolist() for d in sub], type=arrow_type),
-                                               pa.array([len(d) for d in sub], type=pa.int32())], schema=schema))
+            for b in range(lo, hi, docs_per_batch):
+                e = min(b + docs_per_batch, hi)
+                offsets = (starts[b:e + 1] - starts[b]).astype(np.int32)
+                ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[starts[b]:starts[e]]))
+                w.write_batch(pa.record_batch([ids.cast(arrow_type), pa.array(np.diff(offsets), type=pa.int32())],
+                                              schema=schema))
         os.replace(tmp, path)
         data = path.read_bytes()
-        parts.append({"path": rel, "n_docs": len(chunk), "n_tokens": int(sum(len(d) for d in chunk)),
+        parts.append({"path": rel, "n_docs": hi - lo, "n_tokens": int(starts[hi] - starts[lo]),
                       "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    return {"n_docs": len(docs), "n_tokens": int(sum(len(d) for d in docs)), "parts": parts}
+    return {"n_docs": len(lengths), "n_tokens": int(starts[-1]), "parts": parts}
 
 
 def make_corpus(root, sources: dict[str, int], vocab: int = 512, seed: int = 0, val_tokens: int | dict | None = None,
@@ -109,13 +114,13 @@ def make_corpus(root, sources: dict[str, int], vocab: int = 512, seed: int = 0, 
         splits = {}
         n_docs_total = 0
         for split, n in (("train", n_train), ("val", n_val)):
-            docs = []
-            for length in _doc_lengths(rng, n, mean_doc):
-                d = rng.integers(3, vocab, size=length, dtype=np.int64)
-                d[-1] = EOS_ID
-                docs.append(d.astype(np.uint16 if dtype == "uint16" else np.uint32))
-            splits[split] = _write_split(root, src, split, docs, dtype, meta, docs_per_part, docs_per_batch)
-            n_docs_total += len(docs)
+            lengths = _doc_lengths(rng, n, mean_doc)
+            values = rng.integers(3, vocab, size=n, dtype=np.int64).astype(np.uint16 if dtype == "uint16" else
+                                                                          np.uint32)
+            values[np.cumsum(lengths, dtype=np.int64) - 1] = EOS_ID
+            splits[split] = _write_split(root, src, split, lengths, values, dtype, meta, docs_per_part,
+                                         docs_per_batch)
+            n_docs_total += len(lengths)
         manifest["sources"][src] = {
             "splits": splits,
             "accounting": [{"stage": "tokenize", "docs_in": n_docs_total, "docs_out": n_docs_total,

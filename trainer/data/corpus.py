@@ -284,6 +284,11 @@ class PackedStream:
         self._ensure()
         return self.doc_len
 
+    def token_chunks(self) -> list[np.ndarray]:
+        """The packed token stream in stored order, as zero-copy views (one per Arrow record batch)."""
+        self._ensure()
+        return list(self._chunks)
+
     def doc_tokens(self, d: int) -> np.ndarray:
         self._ensure()
         b = int(self.doc_begin[d])
