@@ -153,9 +153,9 @@ def make_plan(cfg: CorpusConfig, registry: dict[str, Any] | None = None) -> Plan
 class _RecordFailures:
     """Mixin for datatrove executors: a task that raises leaves ``failures/<rank>.json`` with its message.
 
-    ``swallow``: the local and Ray executors stop scheduling (local, one worker) or tear down the pool
-    (local, several workers) at the first exception; swallowing it lets every other task run, and the
-    runner finds the failed rank by its missing completion marker. Slurm re-raises so the array task fails.
+    ``swallow``: the local executor stops scheduling (one worker) or tears down its pool (several workers)
+    at the first exception; swallowing it lets every other task run, and the runner finds the failed rank
+    by its missing completion marker. Ray and Slurm re-raise: there a failed task is isolated already.
     """
 
     swallow = True
@@ -184,7 +184,9 @@ class LocalExecutor(_RecordFailures, LocalPipelineExecutor):
 
 
 class RayExecutor(_RecordFailures, RayPipelineExecutor):
-    pass
+    # a swallowed error would make Ray count the rank as done and merge stats that do not exist; raised,
+    # it fails that Ray task only (not retried: it is the application's error) and the others go on
+    swallow = False
 
 
 class SlurmExecutor(_RecordFailures, SlurmPipelineExecutor):
@@ -363,7 +365,10 @@ def run_unit(plan: Plan, unit: Unit, fp: str) -> Outcome:
     for job in jobs:
         logs = stage.logs_dir(job.name)
         ex = make_executor(plan.config, job, logs)
-        ex.run()
+        try:
+            ex.run()
+        except Exception as e:  # noqa: BLE001 - executor-level errors; task errors are in failures/
+            print(f"{unit.id}: executor error {type(e).__name__}: {e}", file=sys.stderr)
         missing = incomplete_ranks(logs, job.tasks)
         if missing:
             fails = read_failures(logs, missing)
@@ -391,7 +396,8 @@ def build(config: str | Path | CorpusConfig, *, registry: dict[str, Any] | None 
     state: dict[str, str] = {}
     outcomes: list[Outcome] = []
     try:
-        bar = tqdm(plan.units, desc=f"corpus {cfg.name}", unit="unit", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(plan.units, desc=f"corpus {cfg.name}", unit="unit", disable=not progress, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 10)
         for unit in bar:
             bar.set_postfix_str(unit.id)
             blocked = [d for d in unit.deps if state.get(d) not in ("done", "cached")]
@@ -569,6 +575,12 @@ def status_rows(plan: Plan) -> list[list[str]]:
         failed = sum(len(list((jd / "failures").glob("*.json"))) for jd in job_dirs if (jd / "failures").is_dir())
         if failed and state != "done":
             state = f"failed ({failed})"
+        listing = _read_json(stage.output_dir / "files.json")
+        if listing is not None:  # a download: its size is the listed files' (a mirror is not copied)
+            who = unit.key if len(stage.members) == 1 else f"{unit.key} ({len(stage.members)} sources)"
+            rows.append([who, stage.name, state, f"{tasks_done}/{tasks_total or '?'}",
+                         f"{len(listing['files'])} files", _fmt_bytes(sum(f["size"] for f in listing["files"]))])
+            continue
         for m in stage.members if stage.scope != "corpus" else [None]:
             if m is not None:
                 mdone = _read_json(plan.ctx.dir(stage.name, m) / DONE) if state == "done" else None

@@ -1,0 +1,121 @@
+"""The same DAG on datatrove's Ray executor (a local 2-CPU Ray instance) and as Slurm job arrays.
+
+Slurm cannot run here: the test builds the executors the runner would submit and runs datatrove's own
+launch code with ``sbatch`` replaced by a recorder, checking the scripts and the afterok chain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.dag import SlurmExecutor, build, make_plan, submit_slurm
+from tests.test_dag_build import REGISTRY, docs_of, make_mirror, read_outputs, write_config
+
+
+def test_ray_executor_runs_dag_reports_failure_and_resumes(tmp_path):
+    ray = pytest.importorskip("ray")
+    mirror = make_mirror(tmp_path)
+    good = (mirror / "fake/alpha/data/part-1.jsonl").read_bytes()
+    (mirror / "fake/alpha/data/part-1.jsonl").write_bytes(b"")  # corrupt: empty
+    root = tmp_path / "ray"
+    root.mkdir()
+    cfg = write_config(root, mirror, executor='kind = "ray"\nworkers = 2\n[executor.ray]\nnum_cpus = 2')
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        first = {o.unit: o for o in build(cfg, registry=REGISTRY, progress=False)}
+        # Ray reports a failed rank as success: the runner finds it by its missing completion marker
+        assert first["format/alpha"].state == "failed"
+        (fail,) = first["format/alpha"].failures
+        assert fail["rank"] == 1 and "part-1.jsonl" in fail["error"]
+        assert all(o.state == "done" for u, o in first.items() if u != "format/alpha")
+        assert (root / "work/alpha/format/_logs/format/completions/00000").exists()
+        (mirror / "fake/alpha/data/part-1.jsonl").write_bytes(good)
+        second = {o.unit: o.state for o in build(cfg, registry=REGISTRY, progress=False)}
+        assert second["format/alpha"] == "done" and second["format/beta"] == "cached"
+    finally:
+        ray.shutdown()
+    # same outputs as the local executor
+    local = tmp_path / "local"
+    local.mkdir()
+    build(write_config(local, mirror), registry=REGISTRY, progress=False)
+    for src in REGISTRY:
+        assert docs_of(root / "work", src) == docs_of(local / "work", src)
+    a, b = read_outputs(root / "work"), read_outputs(local / "work")
+    assert {k: v for k, v in a.items() if "format" in k} == {k: v for k, v in b.items() if "format" in k}
+
+
+def test_slurm_builds_dependent_job_arrays(tmp_path, monkeypatch):
+    import datatrove.executor.slurm as dt_slurm
+
+    mirror = make_mirror(tmp_path)
+    cfg_path = write_config(tmp_path, mirror, executor=(
+        'kind = "slurm"\nworkers = 16\n[executor.slurm]\npartition = "cpu-long"\ntime = "02:00:00"\n'
+        'cpus_per_task = 2\nmem_per_cpu_gb = 3\nqos = "high"\nsbatch_args = {account = "proj"}'),
+        extra='\n[sources.alpha]\ntasks = 8\n')
+    cfg = load_config(cfg_path, registry=REGISTRY)
+    plan = make_plan(cfg, REGISTRY)
+
+    launched: list[tuple[str, tuple]] = []
+
+    def fake_sbatch(script, job_id_retriever, *args):
+        launched.append((script, args))
+        return str(100 + len(launched))
+
+    monkeypatch.setattr(dt_slurm, "launch_slurm_job", fake_sbatch)
+    outcomes = submit_slurm(plan)
+    assert {o.state for o in outcomes} == {"submitted"}
+    exs = {e.job_name: e for e in plan.slurm_executors}
+    assert set(exs) == {f"fake-{s}-{k}-{s}" for s in ("download", "format") for k in ("alpha", "beta", "grp")}
+    fa = exs["fake-format-alpha-format"]
+    assert isinstance(fa, SlurmExecutor)
+    assert (fa.tasks, fa.partition, fa.time, fa.cpus_per_task, fa.mem_per_cpu_gb, fa.qos, fa.workers) == (
+        8, "cpu-long", "02:00:00", 2, 3, "high", 16)
+    assert str(fa.logging_dir.path).endswith("work/alpha/format/_logs/format")
+    # every job array was launched once (+ datatrove's stats-merge job), format after its download
+    scripts = {re.search(r"--job-name=(\S+)", s).group(1): (s, a) for s, a in launched
+               if "launch_pickled_pipeline" in s}
+    assert set(scripts) == set(exs)
+    order = [re.search(r"--job-name=(\S+)", s).group(1) for s, a in launched if "launch_pickled_pipeline" in s]
+    ids = {}
+    n = 0
+    for s, a in launched:
+        n += 1
+        m = re.search(r"--job-name=(\S+)", s)
+        if "launch_pickled_pipeline" in s:
+            ids[m.group(1)] = str(100 + n)
+    script, args = scripts["fake-format-alpha-format"]
+    assert "#SBATCH --partition=cpu-long" in script and "#SBATCH --account=proj" in script
+    assert "#SBATCH --array=0-7%16" in script and "#SBATCH --cpus-per-task=2" in script
+    assert "source .venv/bin/activate" in script
+    assert f"--dependency=afterok:{ids['fake-download-alpha-download']}" in args
+    assert order.index("fake-download-alpha-download") < order.index("fake-format-alpha-format")
+    assert not any(a for name, (s, a) in scripts.items() if name.startswith("fake-download") and
+                   any(x.startswith("--dependency") for x in a))
+    # the pickled executor the nodes run is ours, so a failed rank fails its array task
+    assert json.loads((tmp_path / "work/alpha/format/_logs/format/ranks_to_run.json").read_text()) == list(range(8))
+    assert SlurmExecutor.swallow is False
+
+
+def test_slurm_waits_for_every_upstream_unit(tmp_path, monkeypatch):
+    """A unit needing several upstream units gets one afterok list (datatrove's depends= takes one)."""
+    import datatrove.executor.slurm as dt_slurm
+
+    from pipeline.dag import make_executor
+    from pipeline.stages.base import Job
+
+    mirror = make_mirror(tmp_path)
+    cfg = load_config(write_config(tmp_path, mirror, executor='kind = "slurm"'), registry=REGISTRY)
+    launched = []
+    monkeypatch.setattr(dt_slurm, "launch_slurm_job",
+                        lambda script, r, *args: launched.append(args) or str(200 + len(launched)))
+    a = make_executor(cfg, Job("a", [lambda data, rank, ws: None]), tmp_path / "a", job_name="a")
+    b = make_executor(cfg, Job("b", [lambda data, rank, ws: None]), tmp_path / "b", job_name="b")
+    c = make_executor(cfg, Job("c", [lambda data, rank, ws: None]), tmp_path / "c", job_name="c",
+                      depends_on=[a, b])
+    c.launch_job()
+    # a, its stats merge, b, its stats merge, then c after both
+    assert launched[-2] == ("--export=ALL,RUN_OFFSET=0", f"--dependency=afterok:{a.job_id}:{b.job_id}")
