@@ -167,8 +167,10 @@ def save(run_dir: Path, step: int, *, model: torch.nn.Module, optimizer: torch.o
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
+        # One metadata key only: safetensors writes its metadata map in hash order, so two keys would make
+        # the same weights produce different bytes from run to run.
         save_file({k: v.contiguous() for k, v in model_sd.items()}, str(tmp / "model.safetensors"),
-                  metadata={"format": "pt", "model": "jetmoe-stack", "step": str(step)})
+                  metadata={"format": "pt"})
         (tmp / "model_config.json").write_text(json.dumps(model_config, indent=2, sort_keys=True) + "\n")
         torch.save(optim_sd, tmp / "optimizer.pt")
         if fault_hook:

@@ -27,16 +27,17 @@ def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
             # A kill -9 can cut the last line mid-write; anything before it is intact.
-            if i == len(path.read_text().splitlines()):
+            if i == len(lines):
                 break
-            raise ValueError(f"{path} line {i}: not JSON") from None
+            raise ValueError(f"{path} line {i}: not JSON; delete that line or the run's metrics.jsonl") from None
     return out
 
 

@@ -78,16 +78,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
-    from trainer.data import LoaderStateError, MixtureError
-    try:
-        from trainer.data.corpus import CorpusError
-    except ImportError:  # pragma: no cover - older data package
-        CorpusError = ValueError
     try:
         cfg = load_run_config(args.config, overrides)
         return train(cfg, args.phase, Path(args.run_dir))
-    except (ConfigError, MixtureError, LoaderStateError, CorpusError, ckpt.CheckpointError,
-            FileNotFoundError) as e:
+    # Config, corpus, mixture, loader-state and model-config errors are all ValueErrors whose message
+    # names the file or key and the fix; a traceback would only hide that.
+    except (ValueError, ckpt.CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
