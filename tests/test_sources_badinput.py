@@ -263,3 +263,45 @@ def test_bom_and_crlf_are_not_errors(tmp_path):
     p.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\r\n" + json.dumps(GOOD).encode() + b"\r\n")
     out = run("evol_codealpaca", p, "train.jsonl")
     assert [type(x) for x in out] == [Document, Document]
+
+
+# -- the streaming JSON array reader ----------------------------------------------------------------------
+def _conv(i, text):
+    return {"id": str(i), "conversations": [{"from": "human", "value": text}, {"from": "gpt", "value": f"a{i}"}]}
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_json_array_streams_across_chunk_boundaries(tmp_path, monkeypatch, chunk):
+    import pipeline.sources.base as base
+
+    monkeypatch.setattr(base, "CHUNK_BYTES", chunk)
+    recs = [_conv(i, "héllo wörld ✓ " * (i % 5 + 1)) for i in range(12)] + [12345, [1, 2], None]
+    p = tmp_path / "Code-290k-ShareGPT.json"
+    p.write_text("\ufeff  [\n" + ",\n  ".join(json.dumps(r, ensure_ascii=False) for r in recs) + "\n]\n",
+                 encoding="utf-8")
+    out = run("code290k_sharegpt", p, "Code-290k-ShareGPT.json")
+    docs = [x for x in out if isinstance(x, Document)]
+    assert [d.id for d in docs] == [str(i) for i in range(12)]
+    assert docs[3].text == f"User: {'héllo wörld ✓ ' * 4}".rstrip() + "\n\nAssistant: a3"
+    assert [(r.reason, r.detail) for r in out if isinstance(r, Rejected)] == [
+        ("wrong_type", "Code-290k-ShareGPT.json[12]: record is a JSON int, expected an object"),
+        ("wrong_type", "Code-290k-ShareGPT.json[13]: record is a JSON list, expected an object"),
+        ("wrong_type", "Code-290k-ShareGPT.json[14]: record is a JSON NoneType, expected an object")]
+
+
+@pytest.mark.parametrize("body,what", [
+    ('[{"a": 1}, {"a": 2}', "unexpected end of file"),
+    ('[{"a": 1} {"a": 2}]', "expected ',' or ']'"),
+    ('[{"a": 1}, {"a": tru}]', "Expecting value"),
+    ('[{"a": 1}]\n{"b": 2}', "trailing data"),
+    ('[{"a": 1}, ]', "Expecting value"),
+])
+def test_json_array_corruption_is_named(tmp_path, monkeypatch, body, what):
+    import pipeline.sources.base as base
+
+    monkeypatch.setattr(base, "CHUNK_BYTES", 5)
+    p = tmp_path / "openhermes2_5.json"
+    p.write_text(body)
+    with pytest.raises(CorruptFileError, match="not valid JSON") as e:
+        run("openhermes", p, "openhermes2_5.json")
+    assert what in str(e.value) and str(p) in str(e.value)

@@ -35,8 +35,10 @@ FAMILIES = ("web", "code", "chat")
 RAW_LIMIT = 4096
 #: rows per parquet record batch: small enough that a 300 MB shard never sits in memory at once
 PARQUET_BATCH_ROWS = 1024
-#: bytes read from a compressed stream at a time
+#: bytes read from a compressed stream or a JSON array at a time
 CHUNK_BYTES = 1 << 20
+#: a JSON array element larger than this is taken as a sign of a corrupt file (not read on to the end)
+MAX_JSON_ELEMENT = 64 << 20
 
 
 class UnknownSourceError(ValueError):
@@ -353,9 +355,8 @@ def _zstd_lines(path: Path) -> Iterator[bytes]:
 
 
 def _json_records(path: Path, relpath: str, source: str) -> Iterator[Row | Rejected]:
-    # Hub ``.json`` files are either one big JSON array (OpenHermes, Code-290k) or JSON Lines under a
-    # .json name. An array is loaded whole (json has no streaming parser in the stdlib; these files are
-    # at most ~2 GB and read once per build); JSON Lines are streamed like .jsonl.
+    # Hub ``.json`` files are either one big JSON array (OpenHermes 2.5: 1.9 GB, Code-290k) or JSON Lines
+    # under a .json name. JSON Lines are streamed like .jsonl; an array is streamed element by element.
     with open(path, "rb") as f:
         head = f.read(4096).lstrip()
     if head.startswith(b"\xef\xbb\xbf"):
@@ -363,21 +364,86 @@ def _json_records(path: Path, relpath: str, source: str) -> Iterator[Row | Rejec
     if not head.startswith(b"["):
         yield from _line_records(path, relpath, "jsonl", source)
         return
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        raise CorruptFileError(path, f"is not UTF-8 (byte {e.start})") from e
-    except json.JSONDecodeError as e:
-        raise CorruptFileError(path, f"is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
-    if not data:
-        raise CorruptFileError(path, "holds an empty JSON array")
-    for i, obj in enumerate(data):
+    n = 0
+    for i, obj in enumerate(_json_array_items(path)):
+        n += 1
         where = f"{relpath}[{i}]"
         if not isinstance(obj, dict):
             yield Rejected(source, "wrong_type", f"{where}: record is a JSON {type(obj).__name__}, expected an object",
                            _raw(obj))
             continue
         yield Row(obj, relpath, i, where)
+    if n == 0:
+        raise CorruptFileError(path, "holds an empty JSON array")
+
+
+def _json_array_items(path: Path) -> Iterator[Any]:
+    # Hand-written because the stdlib json module only parses whole documents and loading a 1.9 GB array
+    # costs ~10 GB of Python objects: decode the text incrementally and let json's raw_decode parse one
+    # element at a time from a rolling buffer. An element is accepted only when a character follows it,
+    # so a number or literal cut at the buffer's end is never taken for a whole one.
+    import codecs
+
+    decoder = json.JSONDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8-sig")()
+    buf, pos, eof, line_base = "", 0, False, 0
+
+    def more(f) -> bool:
+        nonlocal buf, pos, eof, line_base
+        if eof:
+            return False
+        chunk = f.read(CHUNK_BYTES)
+        try:
+            text = utf8.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as e:
+            raise CorruptFileError(path, f"is not UTF-8 ({e.reason} in the JSON array)") from e
+        line_base += buf.count("\n", 0, pos)
+        buf, pos = buf[pos:] + text, 0
+        eof = not chunk
+        return True
+
+    def skip_ws(f) -> str:
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buf) or not more(f):
+                return buf[pos] if pos < len(buf) else ""
+
+    def bad(what: str):
+        line = line_base + buf.count("\n", 0, pos) + 1
+        return CorruptFileError(path, f"is not valid JSON ({what} at line {line})")
+
+    with open(path, "rb") as f:
+        if skip_ws(f) != "[":
+            raise bad("expected '['")
+        pos += 1
+        first = True
+        while True:
+            c = skip_ws(f)
+            if c == "]":
+                pos += 1
+                break
+            if not first:
+                if c != ",":
+                    raise bad("expected ',' or ']'" if c else "unexpected end of file")
+                pos += 1
+                skip_ws(f)
+            first = False
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                    if end < len(buf) or eof:
+                        break
+                except json.JSONDecodeError as e:
+                    if eof or len(buf) - pos > MAX_JSON_ELEMENT:
+                        raise bad(e.msg) from e
+                if not more(f):
+                    raise bad("unexpected end of file")
+            pos = end
+            yield obj
+        if skip_ws(f):
+            raise bad("trailing data after the array")
 
 
 def _parquet_records(path: Path, relpath: str, source: str, columns: tuple[str, ...],

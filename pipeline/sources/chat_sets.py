@@ -56,7 +56,8 @@ OPENHERMES = SourceSpec(
     fields="conversations[{from, value, weight}], source, category, id (often null)",
     rendering="conversations: from system → system turn, human → user, gpt → assistant; value is the text",
     description="OpenHermes 2.5: ~1M synthetic instruction/chat samples (GPT-4 generated), ShareGPT layout.",
-    notes="one JSON array (1.94 GB), loaded whole; file name and revision verified, fields from the card.")
+    notes="one JSON array (1.94 GB), streamed element by element; file name and revision verified, "
+          "fields from the card.")
 
 CODE290K = SourceSpec(
     name="code290k_sharegpt", family="chat", repo_id="ajibawa-2023/Code-290k-ShareGPT", revision="main",
@@ -64,7 +65,7 @@ CODE290K = SourceSpec(
     fields="id, conversations[{from, value}]",
     rendering="conversations: human → user, gpt → assistant",
     description="Code-290k-ShareGPT: 290k code conversations (Python, Java, JavaScript, Go, C++, Rust...).",
-    notes="one JSON array, loaded whole; file name unverified.")
+    notes="one JSON array, streamed element by element; file name unverified.")
 
 
 # -- ultrachat_200k: messages [{role, content}] -------------------------------------------------------
