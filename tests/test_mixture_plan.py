@@ -34,6 +34,12 @@ def test_plan_rows(setup):
     assert rows["math_a"].weight == 10 and rows["math_b"].tokens_drawn == 250
     assert rows["math_b"].epochs == pytest.approx(2.5) and rows["math_b"].over_limit
     assert rows["code"].epochs == pytest.approx(2.0) and not rows["code"].over_limit  # the limit itself is fine
+    from trainer.data.plan import format_plan
+
+    table = format_plan(list(rows.values()))  # rows only, as the trainer prints it before a phase
+    assert table.splitlines()[0].split() == ["source", "group", "weight", "share", "tokens", "drawn", "available",
+                                             "epochs"]
+    assert "2.500 !" in table
 
 
 def test_plan_cli_table_and_warning(setup, capsys):

@@ -70,7 +70,10 @@ def warnings_for(rows: list[PlanRow], mix: Mixture) -> list[str]:
             f"{mix.path}: lower its weight, add data to it, or raise max_epochs" for r in rows if r.over_limit]
 
 
-def format_table(rows: list[PlanRow], mix: Mixture, corpus: Corpus, tokens: int) -> str:
+def format_plan(rows: list[PlanRow], mix: Mixture | None = None, corpus: Corpus | None = None,
+                tokens: int | None = None) -> str:
+    """The plan as a text table (with a heading line when mix, corpus and tokens are given); over-limit
+    epochs are marked with "!"."""
     head = ["source", "group", "weight", "share", "tokens drawn", "available", "epochs"]
     body = [[r.source, r.group or "-", f"{r.weight:g}", f"{100 * r.share:.2f}%", human(r.tokens_drawn),
              human(r.tokens_available), f"{r.epochs:.3f}" + (" !" if r.over_limit else "")] for r in rows]
@@ -84,8 +87,10 @@ def format_table(rows: list[PlanRow], mix: Mixture, corpus: Corpus, tokens: int)
         return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in
                          enumerate(zip(cells, widths)))
 
-    out = [f"mixture {mix.name} ({mix.path}) on corpus {corpus.name} ({corpus.root}), {human(tokens)} tokens, "
-           f"max_epochs {mix.max_epochs:g}", line(head), line(["-" * w for w in widths])]
+    out = [line(head), line(["-" * w for w in widths])]
+    if mix is not None and corpus is not None and tokens is not None:
+        out.insert(0, f"mixture {mix.name} ({mix.path}) on corpus {corpus.name} ({corpus.root}), {human(tokens)} "
+                      f"tokens, max_epochs {mix.max_epochs:g}")
     out += [line(b) for b in body[:-1]] + [line(["-" * w for w in widths]), line(body[-1])]
     return "\n".join(out)
 
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                           "corpus_fingerprint": corpus.fingerprint, "tokens": tokens, "max_epochs": mix.max_epochs,
                           "rows": [asdict(r) for r in rows], "warnings": warns}, sort_keys=True))
     else:
-        print(format_table(rows, mix, corpus, tokens))
+        print(format_plan(rows, mix, corpus, tokens))
         for w in warns:
             print(f"warning: {w}", file=sys.stderr)
         if args.plot:
