@@ -1,6 +1,6 @@
 """Benchmark the blended loader against a nanoGPT-style np.memmap random-window batcher, and its memory.
 
-    python bench/bench_loader.py            # small: 2M-token corpus (+ 16M for the RSS check), ~1 min on 2 cores
+    python bench/bench_loader.py [--quick]  # small: 2M-token corpus (+ 16M for the RSS check), ~1 min on 2 cores
     python bench/bench_loader.py --full     # 32M-token corpus and 256M for the RSS check (needs ~600 MB disk)
 
 1. Throughput: tokens/s delivered to the training loop (batches of micro_batch × (seq_len+1) int64 tokens),
@@ -124,6 +124,7 @@ def measure_rss(root: Path, seq_len: int, mb: int, batches: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the default small size (2M / 16M tokens)")
     ap.add_argument("--full", action="store_true", help="32M-token corpus, 256M for the RSS check")
     ap.add_argument("--workdir", default=None, help="where to build the corpora (default: a temp dir)")
     ap.add_argument("--seq-len", type=int, default=1024)

@@ -178,3 +178,25 @@ def test_bad_arguments(corpus, mix):
         BlendedLoader(corpus, mix, seq_len=SEQ, seed=1, micro_batch=2, rank=2, world_size=2)
     with pytest.raises(ValueError, match="seq_len"):
         BlendedLoader(corpus, mix, seq_len=0, seed=1, micro_batch=2)
+
+
+def test_uint32_corpus_and_pickled_reader(tmp_path):
+    """vocab > 65,536 → list<uint32> shards; the reader also survives pickling (spawn/forkserver workers)."""
+    import pickle
+
+    from trainer.data.loader import _Reader
+
+    c = Corpus.open(make_corpus(tmp_path / "big", {"a": 900, "b": 400}, vocab=70_000, mean_doc=30, seed=1))
+    assert c.dtype == "uint32"
+    m = parse_mixture({"sources": {"a": 1, "b": 1}}, c)
+    ld = BlendedLoader(c, m, seq_len=SEQ, seed=0, micro_batch=4)
+    b = next(ld)
+    ld.close()
+    assert int(b.tokens.max()) < 70_000 and int(b.tokens.max()) > 65_536
+    reader = _Reader(c, ["a", "b"], 0, SEQ)
+    specs = ((0, 0), (1, 5), (0, 70))
+    before = reader.read(specs)
+    clone = pickle.loads(pickle.dumps(reader))
+    assert clone.sources[0].stream._chunks is None  # maps are reopened in the new process, not copied
+    after = clone.read(specs)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
