@@ -305,3 +305,22 @@ def test_json_array_corruption_is_named(tmp_path, monkeypatch, body, what):
     with pytest.raises(CorruptFileError, match="not valid JSON") as e:
         run("openhermes", p, "openhermes2_5.json")
     assert what in str(e.value) and str(p) in str(e.value)
+
+
+def test_parquet_invalid_utf8_rejects_only_that_row(tmp_path, monkeypatch):
+    """Parquet writers do not validate strings: a bad one costs its row, not the file."""
+    import numpy as np
+
+    import pipeline.sources.base as base
+
+    monkeypatch.setattr(base, "PARQUET_BATCH_ROWS", 2)
+    data = b"good onecaf\xe9 au laitgood three"
+    offsets = np.array([0, 8, 20, 30], dtype=np.int32)
+    content = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)])
+    p = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"content": content, "url": ["u0", "u1", "u2"]}), p)
+    out = run("refinedweb", p, "data/a.parquet")
+    assert [x.text if isinstance(x, Document) else x.reason for x in out] == ["good one", "invalid_utf8", "good three"]
+    assert out[1].detail == "data/a.parquet#row 1: invalid UTF-8 in field 'content' (byte 3)"
+    assert "u1" in out[1].raw
+    assert out[2].id == "data/a.parquet#2"

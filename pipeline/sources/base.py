@@ -464,11 +464,38 @@ def _parquet_records(path: Path, relpath: str, source: str, columns: tuple[str, 
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
-            for rec in batch.to_pylist():
-                yield Row(rec, relpath, row, f"{relpath}#row {row}")
+            try:
+                recs = batch.to_pylist()
+            except UnicodeDecodeError:
+                # parquet does not validate its strings: find the bad rows one by one, keep the others
+                recs = [_parquet_row(batch, i, relpath, row + i, source) for i in range(batch.num_rows)]
+            for rec in recs:
+                yield rec if isinstance(rec, Rejected) else Row(rec, relpath, row, f"{relpath}#row {row}")
                 row += 1
     except (pa.ArrowException, OSError) as e:
         raise CorruptFileError(path, f"cannot be decoded after row {row} ({e})") from e
     if row == 0:
         raise CorruptFileError(path, "holds no rows")
+
+
+def _parquet_row(batch, i: int, relpath: str, row: int, source: str) -> dict | Rejected:
+    import pyarrow as pa
+
+    one = batch.slice(i, 1)
+    try:
+        return one.to_pylist()[0]
+    except UnicodeDecodeError:
+        pass
+    raw, bad = {}, []
+    for name, col in zip(one.schema.names, one.columns):
+        try:
+            raw[name] = col.to_pylist()[0]
+        except UnicodeDecodeError as e:
+            bad.append(f"'{name}' (byte {e.start})")
+            try:
+                raw[name] = col.cast(pa.binary()).to_pylist()[0]
+            except pa.ArrowException:  # nested types holding bad strings: leave them out of the raw copy
+                raw[name] = None
+    return Rejected(source, "invalid_utf8", f"{relpath}#row {row}: invalid UTF-8 in field {', '.join(bad)}",
+                    _raw(raw))
 
