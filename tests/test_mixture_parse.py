@@ -193,3 +193,14 @@ def test_corpus_errors(tmp_path):
     (root / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(CorpusError, match="manifest says"):
         Corpus.open(root).open_stream("web").n_docs
+
+
+def test_part_from_another_tokenizer_is_refused(tmp_path):
+    from trainer.data import CorpusError
+
+    a = Corpus.open(make_corpus(tmp_path / "a", {"web": 200}, vocab=50))
+    b = Corpus.open(make_corpus(tmp_path / "b", {"web": 200}, vocab=60))
+    # b's part copied over a's: same counts in a's manifest would not catch it, the schema metadata does
+    (a.root / "web/train/part-00000.arrow").write_bytes((b.root / "web/train/part-00000.arrow").read_bytes())
+    with pytest.raises(CorpusError, match="another build"):
+        a.open_stream("web").n_docs

@@ -154,7 +154,8 @@ class Corpus:
         self._check_source(source, split)
         return PackedStream([self.root / p.path for p in self._parts[(source, split)]], self.dtype,
                             expect_docs=self.n_docs(source, split), expect_tokens=self.n_tokens(source, split),
-                            where=f"{self.root / 'manifest.json'} sources.{source}.splits.{split}")
+                            where=f"{self.root / 'manifest.json'} sources.{source}.splits.{split}",
+                            tokenizer_sha256=self.tokenizer_sha256)
 
     def verify(self, check_sha256: bool = True) -> None:
         """Full check (reads every part): tokenizer hash, part hashes, dtype, and EOS ending every document.
@@ -211,8 +212,9 @@ class PackedStream:
     """
 
     def __init__(self, paths: list[Path], dtype: str, expect_docs: int | None = None,
-                 expect_tokens: int | None = None, where: str = ""):
+                 expect_tokens: int | None = None, where: str = "", tokenizer_sha256: str | None = None):
         self.paths = [Path(p) for p in paths]
+        self.tokenizer_sha256 = tokenizer_sha256
         self.dtype = dtype
         self.expect_docs = expect_docs
         self.expect_tokens = expect_tokens
@@ -237,6 +239,12 @@ class PackedStream:
                 raise CorpusError(f"{path}: cannot open as an Arrow IPC file ({e}); the shard contract needs the "
                                   f"IPC *file* format: rebuild the corpus") from e
             maps.append(mm)
+            meta = reader.schema.metadata or {}
+            part_tok = meta.get(b"tokenizer_sha256")
+            if self.tokenizer_sha256 and part_tok is not None and part_tok.decode() != self.tokenizer_sha256:
+                raise CorpusError(f"{path}: tokenized with tokenizer {part_tok.decode()[:12]}… but the manifest's is "
+                                  f"{self.tokenizer_sha256[:12]}…; parts from another build were mixed in: rebuild "
+                                  f"the corpus")
             if "input_ids" not in reader.schema.names:
                 raise CorpusError(f"{path}: no input_ids column (columns: {reader.schema.names}); rebuild the corpus")
             for b in range(reader.num_record_batches):
