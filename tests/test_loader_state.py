@@ -157,3 +157,16 @@ def test_mixture_switch_continues_each_source(corpus, mix, caplog):
     assert torch.equal(next(c).tokens, nxt.tokens)
     for ld in (b, fresh, c):
         ld.close()
+
+
+def test_state_with_only_the_position_replays_the_schedule(corpus, mix):
+    a = make(corpus, mix)
+    run(a, 7)
+    state = a.state_dict()
+    want = next(a).tokens
+    a.close()
+    slim = {k: v for k, v in state.items() if k not in ("source_counts", "source_offsets")}
+    b = make(corpus, mix)
+    b.load_state_dict(slim)
+    assert torch.equal(next(b).tokens, want)
+    b.close()

@@ -307,7 +307,7 @@ class BlendedLoader:
     def load_state_dict(self, state: dict, allow_mixture_change: bool = False) -> None:
         try:
             version, consumed = state["version"], int(state["sequences_consumed"])
-            counts, offsets = dict(state["source_counts"]), dict(state.get("source_offsets", {}))
+            counts, offsets = state.get("source_counts"), dict(state.get("source_offsets", {}))
             fp, fp_of = state["fingerprint"], dict(state["fingerprint_of"])
         except (KeyError, TypeError, ValueError) as e:
             raise LoaderStateError(f"loader state is malformed ({e!r}); pass the dict that state_dict() returned")
@@ -315,6 +315,15 @@ class BlendedLoader:
             raise LoaderStateError(f"loader state version {version} is not {STATE_VERSION}; it was written by "
                                    f"another version of the trainer")
         self.close()
+        if counts is None and fp == self.fingerprint:
+            # The order is a pure function of the position, so the per-source counts can be recomputed
+            # (O(sequences) integer steps; saved states carry them to skip this).
+            sched = BlendSchedule(self._shares)
+            for _ in range(consumed):
+                sched.next()
+            counts = dict(zip(self.source_names, sched.counts))
+        had_counts = counts is not None
+        counts = dict(counts or {})
         if fp == self.fingerprint:
             if sorted(counts) != self.source_names or sum(counts.values()) != consumed:
                 raise LoaderStateError(f"loader state's source_counts {counts} do not match its sources "
@@ -325,6 +334,10 @@ class BlendedLoader:
             return
         differ = [k for k in ("manifest", "mixture", "seq_len", "seed") if fp_of.get(k) != self.fingerprint_of[k]]
         if differ == ["mixture"] and allow_mixture_change:
+            if not had_counts and consumed:
+                raise LoaderStateError("loader state has no source_counts, so where each source's stream stopped "
+                                       "under the old mixture is unknown; switch mixtures from a state that "
+                                       "state_dict() wrote")
             # Each source continues its own stream where the old run stopped; the new schedule starts at 0.
             old = {s: int(offsets.get(s, 0)) + int(counts.get(s, 0)) for s in set(counts) | set(offsets)}
             self._offsets = [old.get(s, 0) for s in self.source_names]
