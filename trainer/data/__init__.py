@@ -6,7 +6,6 @@
 Reads only what the corpus builder wrote (manifest.json, tokenizer.json, Arrow parts); never imports `pipeline`.
 """
 from .corpus import Corpus, CorpusError, PackedStream, check_tokenizer
-from .loader import Batch, BlendedLoader, LoaderStateError, SourceSequences, ValBatch, ValLoader
 from .mixture import Group, Mixture, MixtureError, load_mixture, parse_mixture
 from .plan import PlanRow, plan_mixture
 from .schedule import BlendSchedule
@@ -14,3 +13,14 @@ from .schedule import BlendSchedule
 __all__ = ["Corpus", "CorpusError", "PackedStream", "check_tokenizer", "Group", "Mixture", "MixtureError",
            "load_mixture", "parse_mixture", "Batch", "BlendedLoader", "LoaderStateError", "SourceSequences",
            "ValBatch", "ValLoader", "BlendSchedule", "PlanRow", "plan_mixture"]
+
+_LOADER = {"Batch", "BlendedLoader", "LoaderStateError", "SourceSequences", "ValBatch", "ValLoader"}
+
+
+def __getattr__(name: str):
+    # The loader needs torch; importing it lazily keeps `python -m trainer plan` quick to start.
+    if name in _LOADER:
+        from . import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
