@@ -283,9 +283,20 @@ def source_family(source: str, opts: FilterOptions, specs: dict | None = None) -
 
 # --- reading and writing documents between stages (shared by this package's stages) ----------------------
 
+class DocsReader(JsonlReader):
+    """datatrove's JsonlReader, except that an input folder with no files is an empty input, not an error: a
+    source whose every document was dropped upstream must flow on with zero documents."""
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if not self.data_folder.list_files(glob_pattern=self.glob_pattern, recursive=self.recursive):
+            return
+        yield from super().run(data, rank, world_size)
+
+
 def docs_reader(folder: Path) -> JsonlReader:
     # add_file_path would store absolute paths in metadata: outputs must not depend on where the tree lives
-    return JsonlReader(str(folder), glob_pattern="*.jsonl.gz", recursive=False, add_file_path=False)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return DocsReader(str(folder), glob_pattern="*.jsonl.gz", recursive=False, add_file_path=False)
 
 
 def docs_writer(folder: Path) -> JsonlWriter:

@@ -1,0 +1,207 @@
+"""Tokenize each source's documents in batches and write Arrow token shards (the shard contract).
+
+Config (``[shards]``)::
+
+    [shards]
+    val_fraction = 0.01        # share of documents in val, chosen by a hash of the text (stable across runs)
+    max_part_mib = 256         # a part is closed once its token buffer reaches this size
+    batch_size = 256           # documents per encode_batch call (tokenizers runs a batch on all threads)
+
+Output: ``shards/<corpus>/<source>/{train,val}/part-RRRRR-KKKKK.arrow`` (rank R of the task, part K of the
+rank): Arrow IPC *file* format, uncompressed, one row per document with ``input_ids`` (``list<uint16>`` up to
+65,536 tokens of vocabulary, else ``list<uint32>``: the document's tokens then EOS), ``doc_id`` and
+``n_tokens``; the schema metadata carries the tokenizer sha256, vocab size, eos/bos ids and dtype. Every part
+is written to a temp file and renamed into place; each task lists its parts in
+``work/<corpus>/<source>/shard/_parts/<rank>.json`` for the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.batching import batched
+from tokenizers import Tokenizer
+
+from pipeline.accounting import write_json_atomic
+from pipeline.stages.base import Job, Stage, register
+from pipeline.stages.filter import docs_reader, n_input_files
+
+SHARD_FORMAT = "jetmoe-shard-v1"
+
+
+@dataclass
+class ShardOptions:
+    """The ``[shards]`` table."""
+    val_fraction: float = 0.01
+    max_part_mib: float = 256.0
+    batch_size: int = 256
+    #: stage whose documents are tokenized
+    input_stage: str = "dedup_cross"
+
+    def __post_init__(self):
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction = {self.val_fraction}: must be in [0, 1)")
+        if self.max_part_mib <= 0 or self.batch_size < 1:
+            raise ValueError("max_part_mib must be > 0 and batch_size >= 1")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_val(text: str, val_fraction: float) -> bool:
+    """Deterministic split by document hash: the same text always lands in the same split."""
+    return xxhash.xxh3_64_intdigest(text.encode("utf-8")) % 1_000_000 < int(round(val_fraction * 1_000_000))
+
+
+def token_dtype(vocab_size: int):
+    return (np.uint16, pa.uint16()) if vocab_size <= 65536 else (np.uint32, pa.uint32())
+
+
+def shard_schema(vocab_size: int, meta: dict[str, str]) -> pa.Schema:
+    _, pa_t = token_dtype(vocab_size)
+    return pa.schema([("input_ids", pa.list_(pa_t)), ("doc_id", pa.string()), ("n_tokens", pa.uint32())],
+                     metadata={k: str(v) for k, v in sorted(meta.items())})
+
+
+def encode_batch(tok: Tokenizer, texts: list[str], eos_id: int, np_t) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens of each text followed by EOS, as (offsets int32, values) ready to become a list array."""
+    ids = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+    lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.fromiter(chain.from_iterable(x + [eos_id] for x in ids), dtype=np_t, count=int(offsets[-1]))
+    return offsets, values
+
+
+class _PartWriter:
+    """Bounded Arrow IPC file parts of one split of one rank, each renamed into place when complete."""
+
+    def __init__(self, folder: Path, rank: int, schema: pa.Schema, max_bytes: int, rel_root: Path):
+        self.folder, self.rank, self.schema, self.max_bytes, self.rel_root = folder, rank, schema, max_bytes, rel_root
+        self.parts: list[dict] = []
+        self._writer = self._sink = self._tmp = None
+        self._docs = self._tokens = 0
+        folder.mkdir(parents=True, exist_ok=True)
+        # a killed earlier run of this rank may have left parts and temp files: this run rewrites them all
+        for stale in chain(folder.glob(f"part-{rank:05d}-*.arrow"), folder.glob(f".part-{rank:05d}-*.tmp")):
+            stale.unlink()
+
+    @property
+    def _name(self) -> str:
+        return f"part-{self.rank:05d}-{len(self.parts):05d}.arrow"
+
+    def write(self, batch: pa.RecordBatch, n_tokens: int) -> None:
+        if self._writer is None:
+            self._tmp = self.folder / f".{self._name}.{os.getpid()}.tmp"
+            self._sink = pa.OSFile(str(self._tmp), "wb")
+            self._writer = pa.ipc.new_file(self._sink, self.schema)  # uncompressed: memory-maps zero-copy
+        self._writer.write_batch(batch)
+        self._docs += batch.num_rows
+        self._tokens += n_tokens
+        if self._tokens * self.schema.field("input_ids").type.value_type.byte_width >= self.max_bytes:
+            self.close_part()
+
+    def close_part(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._sink.close()
+        with open(self._tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        final = self.folder / self._name
+        os.replace(self._tmp, final)
+        self.parts.append({"path": str(final.relative_to(self.rel_root)), "n_docs": self._docs,
+                           "n_tokens": self._tokens, "bytes": final.stat().st_size, "sha256": sha256_file(final)})
+        self._writer = self._sink = self._tmp = None
+        self._docs = self._tokens = 0
+
+
+class ShardWriter(PipelineStep):
+    """Tokenizes documents in batches and writes train/val Arrow parts; counts every document written."""
+
+    type = "💽 - WRITER"
+    name = "🏹 arrow shards"
+
+    def __init__(self, tokenizer_path: str, source: str, shards_dir: str, parts_dir: str, opts: ShardOptions,
+                 eos_token: str = "</s>", bos_token: str = "<s>"):
+        super().__init__()
+        self.tokenizer_path, self.source, self.shards_dir = tokenizer_path, source, Path(shards_dir)
+        self.parts_dir, self.opts, self.eos_token, self.bos_token = Path(parts_dir), opts, eos_token, bos_token
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        tok_path = Path(self.tokenizer_path)
+        if not tok_path.is_file():
+            raise FileNotFoundError(f"{tok_path}: no tokenizer; run the tokenizer stage first")
+        tok = Tokenizer.from_file(str(tok_path))
+        vocab, eos = tok.get_vocab_size(with_added_tokens=True), tok.token_to_id(self.eos_token)
+        if eos is None:
+            raise ValueError(f"{tok_path}: has no eos token {self.eos_token!r}")
+        np_t, pa_t = token_dtype(vocab)
+        meta = {"format": SHARD_FORMAT, "tokenizer_sha256": sha256_file(tok_path), "vocab_size": vocab,
+                "eos_id": eos, "bos_id": tok.token_to_id(self.bos_token), "dtype": np.dtype(np_t).name,
+                "source": self.source}
+        max_bytes = int(self.opts.max_part_mib * (1 << 20))
+        writers = {split: _PartWriter(self.shards_dir / self.source / split, rank,
+                                      shard_schema(vocab, {**meta, "split": split}), max_bytes, self.shards_dir)
+                   for split in ("train", "val")}
+        for batch in batched(data, self.opts.batch_size):
+            with self.track_time(unit="batch"):
+                texts = [d.text for d in batch]
+                offsets, values = encode_batch(tok, texts, eos, np_t)
+                val = np.fromiter((is_val(t, self.opts.val_fraction) for t in texts), dtype=bool, count=len(texts))
+                all_lens = np.diff(offsets)
+                for split, mask in (("train", ~val), ("val", val)):
+                    idx = np.flatnonzero(mask)
+                    if not len(idx):
+                        continue
+                    lens = all_lens[idx]
+                    sub_off = np.zeros(len(idx) + 1, dtype=np.int32)
+                    np.cumsum(lens, out=sub_off[1:])
+                    sub_vals = values if len(idx) == len(texts) else values[np.repeat(mask, all_lens)]
+                    ids = pa.ListArray.from_arrays(pa.array(sub_off), pa.array(sub_vals, type=pa_t))
+                    rb = pa.RecordBatch.from_arrays(
+                        [ids, pa.array([batch[i].id for i in idx], pa.string()), pa.array(lens, pa.uint32())],
+                        schema=writers[split].schema)
+                    writers[split].write(rb, int(sub_off[-1]))
+                    self.stat_update(f"docs_{split}", value=len(idx))
+                    self.stat_update(f"tokens_{split}", value=int(sub_off[-1]))
+            for _ in batch:
+                self.stat_update("total")
+        for w in writers.values():
+            w.close_part()
+        write_json_atomic(self.parts_dir / f"{rank:05d}.json", {s: w.parts for s, w in writers.items()})
+        return
+        yield
+
+
+@register
+class ShardStage(Stage):
+    name = "shard"
+    version = "v1"
+    after = ("dedup_cross", "tokenizer")
+    scope = "source"
+    section = "shards"
+    Options = ShardOptions
+
+    def jobs(self) -> list[Job]:
+        o = self.options or ShardOptions()
+        tok_opts = self.ctx.options.get("tokenizer")
+        src = self.input_dir(o.input_stage)
+        step = ShardWriter(str(self.ctx.dir("tokenizer") / "tokenizer.json"), self.source, str(self.ctx.shards_dir),
+                           str(self.output_dir / "_parts"), o,
+                           eos_token=getattr(tok_opts, "eos_token", "</s>"), bos_token=getattr(tok_opts, "bos_token", "<s>"))
+        return [Job("shard", [docs_reader(src), step], tasks=n_input_files(src), counts=True)]

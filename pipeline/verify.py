@@ -1,0 +1,161 @@
+"""Check a built corpus against the shard contract (docs/readme/corpus.md, DESIGN.md "Contract: shards").
+
+    python -m pipeline verify shards/sample          # manifest, tokenizer, every part, accounting
+    python -m pipeline verify shards/sample --deep   # also: every token id < vocab size (reads all tokens)
+
+Checks: manifest keys; tokenizer.json sha256 and vocab size; each part's size and sha256; Arrow IPC file
+format, uncompressed and memory-mapped without copies; schema (``input_ids`` list of the manifest's dtype)
+and metadata (tokenizer sha256, vocab size, eos id, dtype); every document non-empty and ending with EOS;
+per part, split and source the document and token counts; per source the accounting chain (each stage
+balances, feeds the next, and the last stage's output equals the documents in the shards).
+Prints a table per source and split, then each problem; exits 0 when there is none, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+from tokenizers import Tokenizer
+
+from pipeline.accounting import AccountingError, StageAccount, check_chain
+from pipeline.stages.shard import sha256_file, token_dtype
+
+MANIFEST_KEYS = ("corpus", "config_sha256", "dtype", "tokenizer", "sources")
+
+
+def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep: bool) -> list[str]:
+    bad = []
+    if path.stat().st_size != part.get("bytes"):
+        bad.append(f"{path}: {path.stat().st_size} bytes, manifest says {part.get('bytes')}")
+    if sha256_file(path) != part.get("sha256"):
+        bad.append(f"{path}: sha256 differs from the manifest (file changed after the build?)")
+    _, want = token_dtype(vocab)
+    before = pa.total_allocated_bytes()
+    with pa.memory_map(str(path)) as f:
+        try:
+            table = ipc.open_file(f).read_all()
+        except (pa.ArrowInvalid, OSError) as e:
+            return bad + [f"{path}: not an Arrow IPC file ({e})"]
+        if pa.total_allocated_bytes() - before > (1 << 20):
+            bad.append(f"{path}: reading it allocated memory: compressed, so not zero-copy")
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        for key, val in (("tokenizer_sha256", tok_sha), ("vocab_size", str(vocab)), ("eos_id", str(eos)),
+                         ("dtype", np.dtype(token_dtype(vocab)[0]).name)):
+            if meta.get(key) != val:
+                bad.append(f"{path}: schema metadata {key} = {meta.get(key)!r}, want {val!r}")
+        if "input_ids" not in table.column_names:
+            return bad + [f"{path}: no input_ids column"]
+        col = table.column("input_ids")
+        if not pa.types.is_list(col.type) or col.type.value_type != want:
+            return bad + [f"{path}: input_ids is {col.type}, want list<{want}>"]
+        n_tok = 0
+        for chunk in col.chunks:  # offsets and values straight from the mapped buffers, as the trainer reads them
+            offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+            values = chunk.values.to_numpy(zero_copy_only=True)
+            lengths = np.diff(offsets)
+            if (lengths < 1).any():
+                bad.append(f"{path}: {(lengths < 1).sum()} empty documents (each needs at least its EOS)")
+                break
+            ends = values[offsets[1:] - offsets[0] - 1]
+            if (ends != eos).any():
+                bad.append(f"{path}: {(ends != eos).sum()} documents do not end with EOS {eos}")
+            if deep and len(values) and int(values.max()) >= vocab:
+                bad.append(f"{path}: token id {int(values.max())} >= vocab size {vocab}")
+            n_tok += int(lengths.sum())
+        if "n_tokens" in table.column_names:
+            lens = np.concatenate([np.diff(np.frombuffer(c.buffers()[1], dtype=np.int32, count=len(c) + 1,
+                                                         offset=c.offset * 4)) for c in col.chunks] or [[]])
+            if not np.array_equal(table.column("n_tokens").to_numpy(), lens):
+                bad.append(f"{path}: n_tokens column differs from the input_ids lengths")
+        if part.get("n_docs") != table.num_rows:
+            bad.append(f"{path}: {table.num_rows} documents, manifest says {part.get('n_docs')}")
+        if part.get("n_tokens") != n_tok:
+            bad.append(f"{path}: {n_tok} tokens, manifest says {part.get('n_tokens')}")
+    return bad
+
+
+def verify(root: Path, deep: bool = False, out=sys.stdout) -> list[str]:
+    man_path = root / "manifest.json"
+    if not man_path.is_file():
+        return [f"{man_path}: missing; build the corpus first (make corpus)"]
+    try:
+        man = json.loads(man_path.read_text())
+    except json.JSONDecodeError as e:
+        return [f"{man_path}: not JSON ({e})"]
+    bad = [f"{man_path}: missing key {k!r}" for k in MANIFEST_KEYS if k not in man]
+    if bad:
+        return bad
+    tok = man["tokenizer"]
+    tok_file = root / tok.get("path", "tokenizer.json")
+    if not tok_file.is_file():
+        return [f"{tok_file}: missing (manifest tokenizer.path)"]
+    tok_sha = sha256_file(tok_file)
+    if tok.get("sha256") != tok_sha:
+        bad.append(f"{tok_file}: sha256 {tok_sha} != manifest tokenizer.sha256 {tok.get('sha256')}")
+    vocab, eos = tok.get("vocab_size"), tok.get("eos_id")
+    real_vocab = Tokenizer.from_file(str(tok_file)).get_vocab_size(with_added_tokens=True)
+    if vocab != real_vocab:
+        bad.append(f"{tok_file}: {real_vocab} tokens, manifest tokenizer.vocab_size says {vocab}")
+    if not isinstance(eos, int):
+        return bad + [f"{man_path}: tokenizer.eos_id must be an integer"]
+    if man["dtype"] != np.dtype(token_dtype(vocab)[0]).name:
+        bad.append(f"{man_path}: dtype {man['dtype']} does not fit vocab size {vocab}")
+    rows = []
+    for name, src in sorted(man["sources"].items()):
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            bad.append(f"source name {name!r}: must be [a-z0-9_]+")
+        n_docs = 0
+        for split, sp in sorted(src.get("splits", {}).items()):
+            docs = toks = 0
+            for part in sp.get("parts", []):
+                p = root / part["path"]
+                if not p.is_file():
+                    bad.append(f"{p}: missing (listed in the manifest)")
+                    continue
+                bad += check_part(p, part, tok_sha, vocab, eos, deep)
+                docs += part.get("n_docs", 0)
+                toks += part.get("n_tokens", 0)
+            if (sp.get("n_docs"), sp.get("n_tokens")) != (docs, toks):
+                bad.append(f"{name}/{split}: totals {sp.get('n_docs')} docs / {sp.get('n_tokens')} tokens != "
+                           f"sum of parts {docs} / {toks}")
+            n_docs += docs
+            rows.append((name, split, len(sp.get("parts", [])), docs, toks))
+        if "train" not in src.get("splits", {}):
+            bad.append(f"{name}: no train split")
+        try:
+            accs = [StageAccount.from_dict(a) for a in src.get("accounting", [])]
+            if not accs:
+                raise AccountingError(f"{name}: no accounting")
+            check_chain(accs, name)
+            if accs[-1].docs_out != n_docs:
+                raise AccountingError(f"{name}: last stage's docs_out {accs[-1].docs_out} != {n_docs} in the shards")
+        except (AccountingError, KeyError) as e:
+            bad.append(str(e))
+    w = max([len(r[0]) for r in rows] + [6])
+    print(f"{'source':<{w}}  split  parts        docs          tokens", file=out)
+    for name, split, n_parts, docs, toks in rows:
+        print(f"{name:<{w}}  {split:<5}  {n_parts:>5}  {docs:>10,}  {toks:>14,}", file=out)
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline verify", description=__doc__.split("\n\n")[0])
+    ap.add_argument("corpus", type=Path, help="corpus folder, e.g. shards/sample")
+    ap.add_argument("--deep", action="store_true", help="also check every token id against the vocab size")
+    args = ap.parse_args(argv)
+    problems = verify(args.corpus, args.deep)
+    for p in problems:
+        print("FAIL", p)
+    print("corpus holds to the contract" if not problems else f"{len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
