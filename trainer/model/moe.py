@@ -129,7 +129,8 @@ class Routing:
     def combine(self, y_sorted: torch.Tensor) -> torch.Tensor:
         """Gate-weighted sum over each token's k expert outputs: [N*k, W] sorted -> [N, W]."""
         y = self.unsort(y_sorted)
-        return torch.einsum("nkw,nk->nw", y, self.gates.to(y.dtype))
+        # [n,1,k] @ [n,k,w]: a batched matmul without the copies einsum makes here (~3x faster on CPU)
+        return torch.bmm(self.gates.to(y.dtype).unsqueeze(1), y).squeeze(1)
 
     def load_balance_loss(self) -> torch.Tensor:
         """Switch load balance for top-k: E * Σ_e f_e · P_e, f_e = share of the N*k assignments that go to
@@ -179,7 +180,9 @@ class ExpertLinear(nn.Module):
             # megablocks' gmm wants host-side int64 batch sizes and contiguous operands.
             return _megablocks_gmm()(x_sorted.contiguous(), w, routing.counts.cpu(), trans_b=True)
         parts = x_sorted.split(routing.counts_list, dim=0)
-        return torch.cat([F.linear(part, w[e]) for e, part in enumerate(parts)], dim=0)
+        # unbind, not w[e]: each w[e]'s backward materialises a zero-filled [E, out, in] gradient (E of them
+        # per step, which is what makes transformers' loop slow); unbind's backward stacks the E slices once.
+        return torch.cat([F.linear(part, we) for we, part in zip(w.unbind(0), parts)], dim=0)
 
 
 class MoEMLP(nn.Module):
