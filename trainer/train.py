@@ -262,8 +262,10 @@ class Trainer:
         cfg = self.cfg
         self.model.eval()
         out = {}
-        for src in sorted(s for s, w in self.mixture.shares.items() if w > 0):
-            if self.corpus.n_tokens(src, "val") < cfg.data.seq_len + 1:
+        # Every corpus source with val data, whatever this phase's mixture: the same set in both phases, so
+        # the curves and their mean are comparable across the phase-2 switch.
+        for src in sorted(self.corpus.sources):
+            if self.corpus.n_tokens(src, "val") < 2:
                 continue
             tot, n = 0.0, 0
             for i, batch in enumerate(ValLoader(self.corpus, src, seq_len=cfg.data.seq_len,
@@ -420,7 +422,11 @@ class Trainer:
         if "loss_first" in s:
             rows.append(("train loss", f"{s['loss_first']:.4f} → {s['loss_last']:.4f}"))
         if "val_first" in s:
-            rows.append(("val loss", f"{s['val_first']:.4f} → {s['val_last']:.4f} (mean over sources)"))
+            rows.append(("val loss", f"{s['val_first']:.4f} → {s['val_last']:.4f} (this phase, mean over sources)"))
+            vals = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r.get("kind") == "val"]
+            if self.phase == 2 and vals and vals[0]["step"] == 0:
+                rows.append(("val loss, run", f"{vals[0]['mean']:.4f} at step 0 → {s['val_last']:.4f} at step "
+                                              f"{self.step}"))
         rows.append(("checkpoint", str(last_ckpt)))
         width = max(len(k) for k, _ in rows)
         print(f"== phase {self.phase} summary")
