@@ -8,7 +8,7 @@ Config (``[tokenizer]``)::
     vocab_size = 8192       # train: exact size (special tokens included); too small a corpus is an error
     max_train_mb = 64       # train: at most this much text, split evenly over the sources (first docs)
     path = ""               # file: a tokenizer.json (e.g. one exported from Llama-2 / Mistral)
-    repo_id = ""            # hub: e.g. "mistralai/Mistral-7B-v0.1" (its tokenizer.json: the paper's 32k
+    repo_id = ""            # hub: e.g. "jetmoe/jetmoe-8b" (its tokenizer.json: the paper's 32k
     revision = "main"       #      Llama-style SentencePiece vocabulary, bos=1, eos=2)
     bos_token = "<s>"
     eos_token = "</s>"
