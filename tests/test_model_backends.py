@@ -66,3 +66,18 @@ def test_cuda_bf16_backends_match_bf16_reference():
         model.set_backend(backend)
         out = model(ids).logits.float()
         torch.testing.assert_close(out, ref, atol=3e-2, rtol=3e-2, msg=backend)
+
+
+def test_bf16_autocast_keeps_router_fp32_and_backends_agree():
+    torch.manual_seed(0)
+    model = JetMoE(cfg())
+    ids = torch.randint(0, 64, (2, 16))
+    outs = {}
+    for backend in available_backends("cpu"):
+        model.set_backend(backend)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            r = model.layers[0].mlp.router(torch.randn(5, 32))
+            assert r.logits.dtype == torch.float32
+            outs[backend] = model(ids).logits.float()
+    for backend, logits in outs.items():
+        torch.testing.assert_close(logits, outs["torch"], atol=2e-2, rtol=2e-2, msg=backend)

@@ -46,7 +46,7 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     device = torch.device(device)
     names = ["torch"]
     if _grouped_mm_exists() and (device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available()
-                                                          and torch.cuda.get_device_capability(device) >= (9, 0))):
+                                                          and torch.cuda.get_device_capability(device) >= (8, 0))):
         names.append("grouped_mm")
     if device.type == "cuda" and _megablocks_gmm() is not None:
         names.append("megablocks")
@@ -155,7 +155,10 @@ class TopKRouter(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_experts, d_model))
 
     def forward(self, x: torch.Tensor) -> Routing:
-        logits = F.linear(x.float(), self.weight.float())
+        # Logits in fp32 even under bf16 autocast (the recipe's router precision): routing decisions are
+        # discrete, and bf16 logits flip near-ties between experts.
+        with torch.autocast(x.device.type, enabled=False):
+            logits = F.linear(x.float(), self.weight.float())
         top_logits, experts = logits.topk(self.top_k, dim=-1)
         gates = torch.softmax(top_logits, dim=-1).to(x.dtype)
         flat = experts.reshape(-1)
@@ -174,6 +177,10 @@ class ExpertLinear(nn.Module):
 
     def forward(self, x_sorted: torch.Tensor, routing: Routing, backend: str) -> torch.Tensor:
         w = self.weight
+        if torch.is_autocast_enabled(x_sorted.device.type):
+            # autocast does not cover grouped_mm / megablocks' gmm; cast as it would for F.linear.
+            dt = torch.get_autocast_dtype(x_sorted.device.type)
+            x_sorted, w = x_sorted.to(dt), w.to(dt)
         if backend == "grouped_mm":
             return F.grouped_mm(_ContiguousGrad.apply(x_sorted), w.transpose(1, 2), offs=routing.ends)
         if backend == "megablocks":
