@@ -58,7 +58,7 @@ class TokenizerOptions:
         if self.kind == "file" and not self.path:
             raise ValueError("kind = \"file\" needs path = \"<a tokenizer.json>\"")
         if self.kind == "hub" and not self.repo_id:
-            raise ValueError("kind = \"hub\" needs repo_id, e.g. \"mistralai/Mistral-7B-v0.1\"")
+            raise ValueError("kind = \"hub\" needs repo_id, e.g. \"jetmoe/jetmoe-8b\"")
         if self.kind == "train" and self.vocab_size < 256 + len(SPECIALS) + 1:
             raise ValueError(f"vocab_size = {self.vocab_size}: needs more than the 259 byte and special tokens")
 
