@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +55,42 @@ def test_sample_every_source_yields_documents(tmp_path):
     assert "TOTAL" in table and all(s in table for s in cfg.sources)
     rows = status_rows(plan)
     assert all(r[2] == "done" for r in rows)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_corrupt_file_fails_build_lists_it_and_resumes(tmp_path):
+    """``python -m pipeline build`` on real sources with one truncated file: exit 1 naming the file, the
+    other sources complete; after the file is repaired the same command finishes and exits 0."""
+    mirror = tmp_path / "mirror"
+    for repo in ("allenai/peS2o", "teknium/OpenHermes-2.5", "HuggingFaceH4/ultrachat_200k"):
+        shutil.copytree(REPO / "pipeline/samples" / repo, mirror / repo)
+    bad = mirror / "allenai/peS2o/data/v2/train-00000-of-00020.json.gz"
+    good = bad.read_bytes()
+    bad.write_bytes(good[: len(good) // 2])  # a download cut in the middle
+    cfg = tmp_path / "c.toml"
+    cfg.write_text((REPO / "pipeline/configs/sample.toml").read_text()
+                   .replace('sources = "all"', 'sources = ["dolma_pes2o", "openhermes", "ultrachat"]')
+                   .replace('"work/sample"', f'"{tmp_path / "work"}"')
+                   .replace('"shards/sample"', f'"{tmp_path / "shards"}"')
+                   .replace('"pipeline/samples"', f'"{mirror}"')
+                   .replace(re.search(r"stages = \[.*\]", (REPO / "pipeline/configs/sample.toml").read_text())
+                            .group(0), 'stages = ["download", "format"]'))
+    r = _cli("build", str(cfg), "--no-progress")
+    assert r.returncode == 1, r.stderr
+    assert "FAILED" in r.stderr and "format/dolma_pes2o" in r.stderr and bad.name in r.stderr
+    assert "gzip" in r.stderr  # the reason, from the reader
+    assert re.search(r"openhermes\s+\d+\s+\d+", r.stdout) and "ultrachat" in r.stdout  # the others built
+    s = _cli("status", str(cfg))
+    assert s.returncode == 0
+    assert re.search(r"dolma_pes2o\s+format\s+failed \(1\)\s+0/1", s.stdout), s.stdout
+    assert re.search(r"openhermes\s+format\s+done\s+1/1\s+\d+", s.stdout), s.stdout
+
+    bad.write_bytes(good)
+    r = _cli("build", str(cfg), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "6 units (5 cached, 1 done)" in r.stdout
+    assert not _cli("status", str(cfg)).stdout.count("failed")
