@@ -93,7 +93,7 @@ class MoA(nn.Module):
         routing = self.router(flat)
         backend = resolve_backend(cfg.backend, x.device, (d, cfg.attn_width), mlp=False)
 
-        q = self.q_proj(flat.index_select(0, routing.token), routing, backend)
+        q = self.q_proj(routing.gather_tokens(flat), routing, backend)
         q = routing.unsort(q).view(b, t, k, h, hd)
         key, value = self.kv_proj(x).view(b, t, 2, h, hd).unbind(2)
         q = apply_rope(q.reshape(b, t, k * h, hd), cos, sin).view(b, t, k, h, hd)

@@ -119,6 +119,13 @@ class Routing:
             self._counts_list = self.counts.tolist()
         return self._counts_list
 
+    def gather_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, W] token rows -> [N*k, W] in expert order. Same values as x[token], but each output row
+        comes from a distinct index of a k-times expanded x, so the backward is a permutation plus a sum
+        over k, never an atomic scatter-add of k rows into one (which is nondeterministic on CUDA)."""
+        n, k = self.experts.shape
+        return x.unsqueeze(1).expand(n, k, x.shape[-1]).reshape(n * k, -1).index_select(0, self.order)
+
     def unsort(self, y_sorted: torch.Tensor) -> torch.Tensor:
         """[N*k, W] rows in expert order -> [N, k, W] in (token, choice) order; a gather, so deterministic."""
         n, k = self.experts.shape
@@ -209,7 +216,7 @@ class MoEMLP(nn.Module):
         flat = x.reshape(-1, shape[-1])
         routing = self.router(flat)
         backend = resolve_backend(self.backend, flat.device, (shape[-1], self.ffn_hidden), mlp=True)
-        h = self.input_linear(flat.index_select(0, routing.token), routing, backend)
+        h = self.input_linear(routing.gather_tokens(flat), routing, backend)
         gate, up = h.split(self.ffn_hidden, dim=-1)
         y = self.output_linear(F.silu(gate) * up, routing, backend)
         return (routing.combine(y) + self.bias).view(shape), routing
