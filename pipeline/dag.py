@@ -213,7 +213,8 @@ def make_executor(cfg: CorpusConfig, job, logging_dir: Path, *, job_name: str = 
     ex = cfg.executor
     workers = max(1, min(job.workers or ex.workers, job.tasks))
     if ex.kind == "local":
-        return LocalExecutor(job.pipeline, tasks=job.tasks, workers=workers, logging_dir=str(logging_dir))
+        return LocalExecutor(job.pipeline, tasks=job.tasks, workers=workers, logging_dir=str(logging_dir),
+                             start_method=ex.start_method)
     if ex.kind == "ray":
         r = ex.ray
         return RayExecutor(job.pipeline, tasks=job.tasks, workers=workers, logging_dir=str(logging_dir),
@@ -391,6 +392,8 @@ def build(config: str | Path | CorpusConfig, *, registry: dict[str, Any] | None 
     if cfg.executor.kind == "ray":
         ray_started = _ray_init(cfg)
     from tqdm.auto import tqdm
+
+    tqdm.monitor_interval = 0  # no monitor thread: the local executor forks, and a fork copies no threads
 
     cache: dict[str, str] = {}
     state: dict[str, str] = {}
