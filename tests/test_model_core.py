@@ -164,3 +164,30 @@ def test_same_seed_same_weights():
     b = JetMoE(tiny())
     for (n, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q), n
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_same_inputs_same_gradient_bytes(backend):
+    ids = torch.randint(0, 64, (2, 11), generator=torch.Generator().manual_seed(4))
+    grads = []
+    for _ in range(2):
+        torch.manual_seed(9)
+        model = JetMoE(tiny(backend=backend))
+        model(ids, labels=ids.roll(-1, 1)).loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def test_init_weights_defines_every_parameter():
+    """A meta-device model (FSDP2) materialised and re-initialised equals an eager one given the same seed:
+    init_weights leaves nothing from the constructors' own init."""
+    torch.manual_seed(1)
+    eager = JetMoE(tiny())
+    with torch.device("meta"):
+        lazy = JetMoE(tiny())
+    lazy.to_empty(device="cpu")
+    for m in (eager, lazy):
+        torch.manual_seed(2)
+        m.init_weights()
+    for (n, a), b in zip(eager.named_parameters(), lazy.parameters()):
+        assert torch.equal(a, b), n
