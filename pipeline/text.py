@@ -6,7 +6,8 @@ steps accepts a ``WordTokenizer`` instance in place of a language code (datatrov
 returns an instance unchanged), so :class:`RegexWordTokenizer` plugs in without touching datatrove.
 
 What it does like spaCy's English tokenizer: punctuation split off words, one token per symbol except
-``...`` and ``--``; contractions split (``do`` + ``n't``, ``it`` + ``'s``); URLs, ``e.g.``/``U.S.``, dotted
+``...`` and ``--``; contractions split in two (``it`` + ``'s``; ``don`` + ``'t`` where spaCy cuts ``do`` + ``n't``: the
+same count of alphabetic words); URLs, ``e.g.``/``U.S.``, dotted
 names (``os.path``), ``snake_case`` and numbers such as ``3.14`` or ``1,000`` kept whole; leading and
 trailing ``_`` split off. What differs: no tokenizer exceptions beyond those (``cannot`` stays one word,
 spaCy makes two), and code-like runs such as ``f(x)`` or ``x[0]`` split at every bracket where spaCy
@@ -29,11 +30,9 @@ _WORD_RE = re.compile(
     r"https?://[^\s<>\"]*[^\s<>\".,;:!?)\]]"    # a URL is one token (spaCy: like_url)
     r"|(?:[^\W\d_]\.){2,}"                          # e.g. U.S. i.e.
     r"|\d+(?:[.,:/]\d+)+"                             # 3.14, 1,000, 12:30 are one token
-    r"|[^\W_]+(?=n['’]t\b)|n['’]t\b"                # do|n't, as spaCy splits English contractions
-    r"|['’](?:s|re|ll|ve|d|m)\b"                     # it|'s, we|'re
-    r"|[^\W_]+(?:[._]+[^\W_]+)+"                     # os.path, snake_case stay whole (spaCy too)
-    r"|[^\W_]+"                                       # __dunder__ loses its "_"s, as in spaCy
-    r"|\.\.\.|--+|[^\w\s]|_", re.I)                  # "..." and "--" are one symbol, others one each
+    r"|['’](?i:s|re|ll|ve|d|m|t)\b"                  # it|'s, we|'re, don|'t: 2 words like spaCy's do|n't
+    r"|[^\W_]+(?:[._]+[^\W_]+)*"                     # os.path, snake_case whole; __dunder__ loses its "_"s
+    r"|\.\.\.|--+|[^\w\s]|_")                         # "..." and "--" are one symbol, others one each
 _TERMINAL = "".join(sorted(TERMINAL_PUNCTUATION))
 # A sentence runs up to terminal punctuation (with closing quotes/brackets) followed by whitespace, or to a
 # line end, or to the end of the text.
