@@ -512,7 +512,7 @@ def source_accounts(plan: Plan, source: str) -> list[dict]:
 def summary(plan: Plan) -> str:
     manifest = _read_json(plan.config.shards_dir / "manifest.json") or {}
     rows = []
-    tot = [0, 0, 0, 0, 0]
+    tot = [0, 0, 0, 0, 0, 0]
     for src in plan.config.sources:
         accs = source_accounts(plan, src)
         if not accs:
@@ -534,9 +534,9 @@ def summary(plan: Plan) -> str:
         n_drop = sum(dropped.values())
         rows.append([src, _fmt_int(accs[0]["docs_in"]), _fmt_int(accs[-1]["docs_out"]), _fmt_int(n_drop),
                      _fmt_int(rejected), _fmt_int(deduped), _fmt_int(tokens), top or ""])
-        for i, v in enumerate([accs[0]["docs_in"], accs[-1]["docs_out"], n_drop, rejected, deduped]):
+        for i, v in enumerate([accs[0]["docs_in"], accs[-1]["docs_out"], n_drop, rejected, deduped, tokens or 0]):
             tot[i] += v
-    rows.append(["TOTAL"] + [_fmt_int(v) for v in tot] + ["", ""])
+    rows.append(["TOTAL"] + [_fmt_int(v) for v in tot[:5]] + [_fmt_int(tot[5]) if manifest else "-", ""])
     return table(["source", "docs in", "kept", "dropped", "rejected", "deduped", "tokens", "top drop reasons"],
                  rows, right={1, 2, 3, 4, 5, 6})
 
