@@ -194,3 +194,15 @@ def test_vocab_mismatch_is_refused(assets, tmp_path, capsys):
 def test_changed_run_config_on_resume_is_refused(assets, reference, capsys):
     assert main(run_args(assets, reference, 2, "--optim.lr=1e-3")) == 2
     assert "optim.lr" in capsys.readouterr().err
+
+
+def test_activation_checkpointing_gives_the_same_steps(assets, reference, tmp_path):
+    run = tmp_path / "run"
+    assert main(run_args(assets, run, 1, "--parallel.activation_checkpoint=true", "--train.phase1_tokens=1536")) == 0
+    got = [x["loss"] for x in train_records(run)]
+    ref = [x["loss"] for x in train_records(reference)[:6]]
+    assert got == pytest.approx(ref, rel=1e-6, abs=1e-7)
+    # the checkpoint's weights carry the plain names (export and phase 2 read them without the wrapper)
+    from safetensors import safe_open
+    with safe_open(str(ckpt.step_dir(run, 6) / "model.safetensors"), "pt") as f:
+        assert not any("_checkpoint_wrapped_module" in k for k in f.keys())

@@ -148,6 +148,9 @@ class ParallelSection:
     """"auto" = FSDP2 (fully_shard per block, then the root) when WORLD_SIZE > 1; "true"/"false" to force."""
     reshard_after_forward: bool = True
     """FSDP2: free gathered parameters after forward (saves memory, costs an all-gather in backward)."""
+    activation_checkpoint: bool = False
+    """Recompute each block's activations in backward (≈ 1/3 more compute, far less memory; see the memory
+    plan in bench/gpu_train.py)."""
 
 
 @dataclass

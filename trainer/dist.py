@@ -92,6 +92,16 @@ def use_fsdp(mode: str, info: DistInfo) -> bool:
     return mode == "auto" and info.distributed
 
 
+def checkpoint_activations(model: torch.nn.Module) -> torch.nn.Module:
+    """Recompute each block's internals in backward instead of keeping them (per-block activation
+    checkpointing, as torchtitan applies it): activation memory drops to the blocks' inputs plus one block."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    for i, block in enumerate(model.layers):
+        model.layers[i] = checkpoint_wrapper(block, preserve_rng_state=False)
+    return model
+
+
 def shard_model(model: torch.nn.Module, reshard_after_forward: bool) -> torch.nn.Module:
     """FSDP2: one unit per block, then the root. Mixed precision is left to autocast so that one
     process and N ranks run the same arithmetic."""

@@ -177,6 +177,8 @@ class Trainer:
         with torch.device("meta") if big else contextlib.nullcontext():
             model = JetMoE(mcfg)
         self.fsdp = D.use_fsdp(cfg.parallel.fsdp, info)
+        if cfg.parallel.activation_checkpoint:
+            D.checkpoint_activations(model)
         if not big:
             model.to(info.device)
         if self.fsdp:
