@@ -119,3 +119,17 @@ def test_export_errors_name_the_problem(tmp_path, capsys):
     (tmp_path / "bad" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     assert import_main([str(tmp_path / "bad"), str(tmp_path / "ck2")]) == 1
     assert "model_type" in capsys.readouterr().err
+
+
+def test_hf_config_defaults_fill_missing_keys():
+    """A config.json that leaves keys out gets JetMoeConfig's defaults, as transformers does: 24 layers
+    on the defaults is the published jetmoe-8b shape, and counts the same as our jetmoe-8b.toml."""
+    from pathlib import Path
+
+    from trainer.model import count_params, load_model_config
+    from trainer.model.hf import from_hf_config
+
+    ours = load_model_config(Path(__file__).resolve().parents[1] / "trainer/configs/model/jetmoe-8b.toml")
+    imported = from_hf_config({"model_type": "jetmoe", "num_hidden_layers": 24, "rms_norm_eps": 1e-5})
+    assert count_params(imported) == count_params(ours)
+    assert imported.replace(name="", init_std=ours.init_std) == ours.replace(name="")

@@ -106,14 +106,19 @@ def to_hf_config(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
     }
 
 
+_HF_DEFAULTS = {  # transformers' JetMoeConfig defaults
+    "vocab_size": 32000, "hidden_size": 2048, "num_hidden_layers": 12, "num_key_value_heads": 16,
+    "kv_channels": 128, "intermediate_size": 5632, "max_position_embeddings": 4096, "num_local_experts": 8,
+    "num_experts_per_tok": 2, "rms_norm_eps": 1e-6, "initializer_range": 0.01, "aux_loss_coef": 0.01,
+    "bos_token_id": 1, "eos_token_id": 2, "activation_function": "silu", "tie_word_embeddings": True,
+}
+
+
 def from_hf_config(hf: dict, source: str = "config.json") -> ModelConfig:
     if hf.get("model_type") != "jetmoe":
         raise ValueError(f"{source}: model_type is {hf.get('model_type')!r}, expected 'jetmoe'")
-    required = ["vocab_size", "hidden_size", "num_hidden_layers", "num_key_value_heads", "kv_channels",
-                "intermediate_size", "num_local_experts", "num_experts_per_tok"]
-    missing = [k for k in required if k not in hf]
-    if missing:
-        raise ValueError(f"{source}: missing key(s) {missing} needed to build a JetMoE config")
+    # transformers fills keys a config.json leaves out with JetMoeConfig's defaults; do the same.
+    hf = {**_HF_DEFAULTS, **{k: v for k, v in hf.items() if v is not None or k not in _HF_DEFAULTS}}
     if hf.get("activation_function", "silu") != "silu":
         raise ValueError(f"{source}: activation_function {hf['activation_function']!r} is not supported (only silu)")
     if not hf.get("tie_word_embeddings", True):
