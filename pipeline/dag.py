@@ -386,6 +386,53 @@ def build(config: str | Path | CorpusConfig, *, registry: dict[str, Any] | None 
     """Run the corpus DAG. Returns one outcome per unit; raises nothing for failed tasks (see outcomes)."""
     cfg = config if isinstance(config, CorpusConfig) else load_config(config, registry=registry)
     plan = make_plan(cfg, registry)
+    lock = _lock_work_dir(cfg.work_dir)
+    try:
+        return _build(plan, cfg, progress)
+    finally:
+        _LOCK_FD[0] = None
+        os.close(lock)
+
+
+#: the open lock file of the running build; forked children close their copy (see _lock_work_dir)
+_LOCK_FD: list[int | None] = [None]
+
+
+def _close_lock_in_child() -> None:
+    if _LOCK_FD[0] is not None:
+        try:
+            os.close(_LOCK_FD[0])
+        except OSError:
+            pass
+        _LOCK_FD[0] = None
+
+
+os.register_at_fork(after_in_child=_close_lock_in_child)
+
+
+def _lock_work_dir(work_dir: Path) -> int:
+    """Hold an exclusive lock on the work folder for the whole build: two builds of one corpus at once
+    would write the same task files.
+
+    flock locks belong to the open file, which forked processes inherit; datatrove's local executor forks
+    a Manager process that can outlive a SIGKILLed build, so children close their copy and the lock ends
+    with the build process itself.
+    """
+    import fcntl
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(work_dir / ".build.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BuildError(f"another build is using {work_dir}; wait for it to end (find it with "
+                         f"`fuser {work_dir / '.build.lock'}`)") from None
+    _LOCK_FD[0] = fd
+    return fd
+
+
+def _build(plan: Plan, cfg: CorpusConfig, progress: bool) -> list[Outcome]:
     if cfg.executor.kind == "slurm":
         return submit_slurm(plan)
     ray_started = False
@@ -641,7 +688,7 @@ def build_main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         outcomes = build(cfg, progress=not args.no_progress)
         plan = make_plan(cfg)
-    except ConfigError as e:
+    except (ConfigError, BuildError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     counts: dict[str, int] = {}

@@ -262,3 +262,23 @@ def test_plan_orders_units_and_dependencies(tmp_path):
     ids = [u.id for u in plan.units]
     assert ids == ["download/alpha", "download/beta", "download/grp", "format/alpha", "format/beta", "format/grp"]
     assert plan.unit("format/grp").deps == ["download/grp"]
+
+
+def test_second_build_on_same_work_dir_is_refused(tmp_path):
+    import fcntl
+    import os
+
+    from pipeline.dag import BuildError
+
+    mirror = make_mirror(tmp_path)
+    cfg = write_config(tmp_path, mirror)
+    (tmp_path / "work").mkdir()
+    # a build in progress holds this lock
+    fd = os.open(tmp_path / "work/.build.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(BuildError, match="another build is using"):
+            build(cfg, registry=REGISTRY, progress=False)
+    finally:
+        os.close(fd)
+    assert {o.state for o in build(cfg, registry=REGISTRY, progress=False)} == {"done"}
