@@ -8,43 +8,57 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
 from pipeline.config import load_config
 from pipeline.dag import SlurmExecutor, build, make_plan, submit_slurm
-from tests.test_dag_build import REGISTRY, docs_of, make_mirror, read_outputs, write_config
+from tests.test_dag_build import REGISTRY, make_mirror, read_outputs, write_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-def test_ray_executor_runs_dag_reports_failure_and_resumes(tmp_path):
+def test_ray_executor_runs_sample_dag_reports_failure_and_resumes(tmp_path):
+    """The sample config's DAG (download + format; five sources incl. the Pile group) on a local 2-CPU Ray."""
     ray = pytest.importorskip("ray")
-    mirror = make_mirror(tmp_path)
-    good = (mirror / "fake/alpha/data/part-1.jsonl").read_bytes()
-    (mirror / "fake/alpha/data/part-1.jsonl").write_bytes(b"")  # corrupt: empty
-    root = tmp_path / "ray"
-    root.mkdir()
-    cfg = write_config(root, mirror, executor='kind = "ray"\nworkers = 2\n[executor.ray]\nnum_cpus = 2')
+    mirror = tmp_path / "mirror"
+    for repo in ("monology/pile-uncopyrighted", "allenai/peS2o", "teknium/OpenHermes-2.5"):
+        shutil.copytree(REPO / "pipeline/samples" / repo, mirror / repo)
+    bad = mirror / "allenai/peS2o/data/v2/train-00000-of-00020.json.gz"
+    good = bad.read_bytes()
+    bad.write_bytes(good[: len(good) // 2])  # truncated download
+
+    def config(name: str, kind: str):
+        cfg = load_config(REPO / "pipeline/configs/sample.toml")
+        cfg.corpus.work_dir = str(tmp_path / name)
+        cfg.corpus.stages = ["download", "format"]
+        cfg.sources = ["pile_wikipedia", "pile_stackexchange", "pile_arxiv", "pile_rest", "dolma_pes2o",
+                       "openhermes"]
+        cfg.options["download"].mirror_root = str(mirror)
+        cfg.options["format"].tasks = 2
+        cfg.executor.kind = kind
+        cfg.executor.ray.num_cpus = 2
+        return cfg
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        first = {o.unit: o for o in build(cfg, registry=REGISTRY, progress=False)}
+        first = {o.unit: o for o in build(config("ray", "ray"), progress=False)}
         # Ray reports a failed rank as success: the runner finds it by its missing completion marker
-        assert first["format/alpha"].state == "failed"
-        (fail,) = first["format/alpha"].failures
-        assert fail["rank"] == 1 and "part-1.jsonl" in fail["error"]
-        assert all(o.state == "done" for u, o in first.items() if u != "format/alpha")
-        assert (root / "work/alpha/format/_logs/format/completions/00000").exists()
-        (mirror / "fake/alpha/data/part-1.jsonl").write_bytes(good)
-        second = {o.unit: o.state for o in build(cfg, registry=REGISTRY, progress=False)}
-        assert second["format/alpha"] == "done" and second["format/beta"] == "cached"
+        assert first["format/dolma_pes2o"].state == "failed"
+        (fail,) = first["format/dolma_pes2o"].failures
+        assert fail["rank"] == 0 and bad.name in fail["error"]
+        assert all(o.state == "done" for u, o in first.items() if u != "format/dolma_pes2o"), first
+        bad.write_bytes(good)
+        second = {o.unit: o.state for o in build(config("ray", "ray"), progress=False)}
+        assert second["format/dolma_pes2o"] == "done" and second["format/pile"] == "cached"
     finally:
         ray.shutdown()
-    # same outputs as the local executor
-    local = tmp_path / "local"
-    local.mkdir()
-    build(write_config(local, mirror), registry=REGISTRY, progress=False)
-    for src in REGISTRY:
-        assert docs_of(root / "work", src) == docs_of(local / "work", src)
-    a, b = read_outputs(root / "work"), read_outputs(local / "work")
+    # the same documents and accounts as datatrove's local executor
+    build(config("local", "local"), progress=False)
+    a, b = read_outputs(tmp_path / "ray"), read_outputs(tmp_path / "local")
+    assert [k for k in a if "format" in k] == [k for k in b if "format" in k]
     assert {k: v for k, v in a.items() if "format" in k} == {k: v for k, v in b.items() if "format" in k}
 
 
