@@ -81,3 +81,12 @@ def test_bf16_autocast_keeps_router_fp32_and_backends_agree():
             outs[backend] = model(ids).logits.float()
     for backend, logits in outs.items():
         torch.testing.assert_close(logits, outs["torch"], atol=2e-2, rtol=2e-2, msg=backend)
+
+
+def test_unsupported_dtype_falls_back_to_reference():
+    torch.manual_seed(0)
+    model = JetMoE(cfg(backend="auto")).double()
+    ids = torch.randint(0, 64, (1, 8))
+    ref = JetMoE(cfg()).double()
+    ref.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(ids).logits, ref(ids).logits)

@@ -16,6 +16,7 @@ layout) and the same math; they differ only in how the per-expert matmuls over e
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +54,10 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     return names
 
 
+# dtypes the grouped kernels accept per device type; anything else runs the reference path
+_GROUPED_DTYPES = defaultdict(tuple, {"cpu": (torch.float32, torch.bfloat16), "cuda": (torch.bfloat16,)})
+
+
 def _aligned(*widths: int) -> bool:
     # grouped_mm wants 16-byte aligned row strides for both operands; 8 elements covers bf16 and fp32.
     return all(w % 8 == 0 for w in widths)
@@ -68,7 +73,7 @@ def resolve_backend(requested: str, device: torch.device, widths: tuple[int, ...
             return "grouped_mm"
         return "torch"
     if requested == "megablocks" and not mlp:
-        # megablocks has no MoA kernel; its GEMM would need extra casts here for no gain over grouped_mm.
+        # megablocks serves the MoE MLP only (what its dMoE is); the attention experts use grouped_mm.
         return "grouped_mm" if "grouped_mm" in have and _aligned(*widths) else "torch"
     if requested not in have:
         raise RuntimeError(f"expert backend {requested!r} is not available on {device} "
@@ -188,6 +193,8 @@ class ExpertLinear(nn.Module):
             # autocast does not cover grouped_mm / megablocks' gmm; cast as it would for F.linear.
             dt = torch.get_autocast_dtype(x_sorted.device.type)
             x_sorted, w = x_sorted.to(dt), w.to(dt)
+        if backend != "torch" and x_sorted.dtype not in _GROUPED_DTYPES[x_sorted.device.type]:
+            backend = "torch"  # e.g. fp32 on CUDA (scoring without autocast): the kernels take bf16 only
         if backend == "grouped_mm":
             return F.grouped_mm(_ContiguousGrad.apply(x_sorted), w.transpose(1, 2), offs=routing.ends)
         if backend == "megablocks":
