@@ -95,8 +95,10 @@ def time_training(cfg: ModelConfig, backend: str, batch: int, seq: int, steps: i
     ids = torch.randint(0, cfg.vocab_size, (batch, seq + 1), device=device)
     x, y = ids[:, :-1], ids[:, 1:]
 
+    cuda = device.type == "cuda"
+
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             out = model(x, labels=y)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -106,22 +108,25 @@ def time_training(cfg: ModelConfig, backend: str, batch: int, seq: int, steps: i
 
     for _ in range(2):
         step()
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         out = step()
-        torch.cuda.synchronize(device)
+        if cuda:
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
     tokens_s = batch * seq / step_s
     result = {"backend": backend, "resolved": model.backends(device), "layers": cfg.n_layers, "step_s": step_s,
               "tokens_per_s": tokens_s, "flops_per_token": flops_per_token(cfg, seq),
-              "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+              "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else float("nan"),
               "loss": out.lm_loss.item()}
     del model, opt
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return result
 
 

@@ -90,3 +90,28 @@ def test_unsupported_dtype_falls_back_to_reference():
     ref = JetMoE(cfg()).double()
     ref.load_state_dict(model.state_dict())
     torch.testing.assert_close(model(ids).logits, ref(ids).logits)
+
+
+def _gpu_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_model.py"
+    spec = importlib.util.spec_from_file_location("gpu_model_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_gpu_bench_fails_clearly_without_cuda(capsys):
+    assert _gpu_bench().main([]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_gpu_bench_parity_harness_runs_on_cpu():
+    bench = _gpu_bench()
+    rows = bench.check_backends(torch.device("cpu"))
+    assert [r["backend"] for r in rows] == [b for b in available_backends("cpu") if b != "torch"]
+    assert all(r["ok"] for r in rows), rows
+    assert bench.device_peak("NVIDIA H100 80GB HBM3") == 989e12 and bench.device_peak("NVIDIA H100 PCIe") == 756e12
