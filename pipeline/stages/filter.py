@@ -312,7 +312,7 @@ def n_input_files(folder: Path) -> int:
 @register
 class FilterStage(Stage):
     name = "filter"
-    version = "v1"
+    version = "v2"  # v2: the regex word splitter follows spaCy's English rules more closely
     after = ("format",)
     scope = "source"
     section = "filters"
