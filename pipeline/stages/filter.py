@@ -29,7 +29,7 @@ from typing import Any
 
 from datatrove.data import Document
 from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                        GopherRepetitionFilter)
+                                        GopherRepetitionFilter, LanguageFilter)
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
@@ -243,14 +243,19 @@ class _LocalFastTextLID:
         return self._lid.predict(doc)
 
 
-def langid_filter(o: LangIdOptions):
-    from datatrove.pipeline.filters import LanguageFilter
+class LangIdFilter(LanguageFilter):
+    """datatrove's LanguageFilter, dropping under a reason (``language_not_en``): its own drops carry none."""
 
+    def filter(self, doc):
+        return True if super().filter(doc) else (False, "language_not_" + "_".join(self.languages))
+
+
+def langid_filter(o: LangIdOptions):
     path = Path(o.model).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"[filters.langid] model = {o.model!r}: no such file; give a fastText LID model "
                                 f"(e.g. lid.176.bin) or set model = \"\" to turn language ID off")
-    step = LanguageFilter(languages=list(o.languages), language_threshold=o.threshold)
+    step = LangIdFilter(languages=list(o.languages), language_threshold=o.threshold)
     step.model = _LocalFastTextLID(str(path), list(o.languages))
     return step
 
