@@ -387,27 +387,51 @@ def build(config: str | Path | CorpusConfig, *, registry: dict[str, Any] | None 
     cfg = config if isinstance(config, CorpusConfig) else load_config(config, registry=registry)
     plan = make_plan(cfg, registry)
     lock = _lock_work_dir(cfg.work_dir)
+    if sys.platform == "linux" and _PRCTL[0] is None:
+        import ctypes
+
+        # resolved here, not in the forked child: a child of a threaded process must not dlopen
+        _PRCTL[0] = ctypes.CDLL(None, use_errno=True).prctl
+    _BUILD_PID[0] = os.getpid()
     try:
         return _build(plan, cfg, progress)
     finally:
         _LOCK_FD[0] = None
+        _BUILD_PID[0] = None
         os.close(lock)
 
 
-#: the open lock file of the running build; forked children close their copy (see _lock_work_dir)
+#: the open lock file of the running build, and the build's pid; see _after_fork
 _LOCK_FD: list[int | None] = [None]
+_BUILD_PID: list[int | None] = [None]
+_PRCTL: list[Any] = [None]
 
 
-def _close_lock_in_child() -> None:
+def _after_fork() -> None:
+    """In every process forked by a running build (datatrove's pool workers and its Manager process):
+
+    * close the copy of the lock file, so the lock ends with the build process itself;
+    * ask Linux to SIGKILL the process when the build dies (prctl PR_SET_PDEATHSIG; Python has no
+      binding for it, hence ctypes). Without it a SIGKILLed build leaves its pool workers finishing
+      their task, and writing its files, while the rerun writes the same ones; and datatrove's Manager
+      process lingers forever.
+    """
     if _LOCK_FD[0] is not None:
         try:
             os.close(_LOCK_FD[0])
         except OSError:
             pass
         _LOCK_FD[0] = None
+    if _BUILD_PID[0] is not None and os.getppid() == _BUILD_PID[0] and _PRCTL[0] is not None:
+        import signal
+
+        _PRCTL[0](1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != _BUILD_PID[0]:  # the build died before prctl took effect
+            os._exit(1)
+    _BUILD_PID[0] = None  # grandchildren are their parent's business
 
 
-os.register_at_fork(after_in_child=_close_lock_in_child)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _lock_work_dir(work_dir: Path) -> int:

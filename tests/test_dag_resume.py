@@ -38,8 +38,23 @@ build(sys.argv[1], registry=GATED, progress=False)
 """
 
 
+def _processes_of(cfg: Path) -> list[int]:
+    """Live processes whose command line names this build's config (the build and its forks)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if str(cfg).encode() in (d / "cmdline").read_bytes() and b"Z" not in (d / "stat").read_bytes().split(b") ")[1][:1]:
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
 def _setup(root: Path, mirror: Path) -> Path:
-    return write_config(root, mirror, tasks=2)
+    # two workers: the gated task runs in a forked pool worker, which must die with the killed build
+    # (else it would finish its task while the rerun writes the same file)
+    return write_config(root, mirror, tasks=2, executor='kind = "local"\nworkers = 2')
 
 
 def test_kill_mid_task_then_resume_equals_clean_build(tmp_path):
@@ -63,13 +78,19 @@ def test_kill_mid_task_then_resume_equals_clean_build(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg)], cwd=REPO, env=env)
     try:
         reached = Path(str(gate) + ".reached")
+        # rank 0 runs beside the gated rank 1 (two workers) and does not wait: kill once it has finished
+        rank0 = root / "work/alpha/format/_logs/format/completions/00000"
         deadline = time.monotonic() + 120  # a hang guard only: the test never passes or fails on timing
-        while not reached.exists():
+        while not (reached.exists() and rank0.exists()):
             assert proc.poll() is None, f"build exited ({proc.returncode}) before reaching the gate"
             assert time.monotonic() < deadline, "the build never reached the gate"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        # the killed build's forked processes (pool workers, datatrove's Manager) die with it
+        while _processes_of(cfg):
+            assert time.monotonic() < deadline, f"processes outlived the killed build: {_processes_of(cfg)}"
+            time.sleep(0.05)
     finally:
         if proc.poll() is None:
             proc.kill()
