@@ -82,12 +82,18 @@ def _si(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _hours(h: float) -> str:
     if h >= 48:
         return f"{h / 24:.1f} d"
     if h >= 1:
         return f"{h:.1f} h"
-    return f"{h * 60:.1f} min"
+    if h * 60 >= 1:
+        return f"{h * 60:.1f} min"
+    return f"{h * 3600:.2g} s"
 
 
 def format_plan(plans: list[PhasePlan], current: int | None = None) -> str:
@@ -99,7 +105,7 @@ def format_plan(plans: list[PhasePlan], current: int | None = None) -> str:
         name = "total" if p.phase == 0 else f"{p.phase}{mark}"
         lines.append(f"{name:<7}{_si(p.tokens):>9}{p.steps:>9}{_si(p.flops_per_token):>10}{p.gpus:>6}"
                      f"{f'{p.mfu:.1%} {p.mfu_source[:4]}':>15}{_si(p.tokens_per_s_per_gpu):>11}"
-                     f"{_hours(p.wall_hours):>10}{p.gpu_hours:>10,.0f}{p.usd:>11,.0f}")
+                     f"{_hours(p.wall_hours):>10}{_num(p.gpu_hours):>10}{_num(p.usd):>11}")
     if plans:
         lines.append(f"({plans[0].gpu}; FLOP/tok × tokens ÷ (peak × MFU); * = this phase)")
     return "\n".join(lines)

@@ -111,10 +111,10 @@ class Trainer:
         self.info = info = D.init()
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        # Same inputs + seed → same bytes: ask torch for deterministic kernels where it has a choice.
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if info.device.type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # CPU kernels are deterministic at a fixed thread count (train.threads), which is what makes resume
+        # bit-exact. torch.use_deterministic_algorithms is not switched on: on CPU it only reroutes
+        # index_add (the MoE's scatter of expert outputs) through a slower scatter_add, and on GPU
+        # bit-exactness would cost the fast kernels.
 
         mcfg = load_model_config(cfg.model_config_path())
         if cfg.model.backend:
@@ -241,6 +241,17 @@ class Trainer:
         print(f"mixture {cfg.mixture_for(self.phase)} for {tokens:,} tokens:")
         print(self.mixture_table(tokens))
         print(format_plan(plan_run(cfg, self.mcfg, measured_mfu=measured, gpus=gpus), current=self.phase))
+        if self.info.device.type != "cuda":
+            # No MFU on CPU (no meaningful peak): the estimate for this machine comes from its own past steps.
+            prev = [r["tokens_per_s"] for r in read_jsonl(self.run_dir / "metrics.jsonl")
+                    if r.get("kind") == "train" and isinstance(r.get("tokens_per_s"), (int, float))]
+            if prev:
+                tps = sorted(prev)[len(prev) // 2]
+                print(f"this machine: {tps:,.0f} tokens/s measured in this run's earlier steps → about "
+                      f"{(self.end_step - self.step) * cfg.train.batch_tokens / tps / 60:.1f} min for the rest of "
+                      "this phase (+ val and checkpoints)")
+            else:
+                print("this machine (CPU): no measurement yet; the progress bar shows the ETA")
         sys.stdout.flush()
 
     def mixture_table(self, tokens: int) -> str:
