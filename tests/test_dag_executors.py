@@ -133,3 +133,48 @@ def test_slurm_waits_for_every_upstream_unit(tmp_path, monkeypatch):
     c.launch_job()
     # a, its stats merge, b, its stats merge, then c after both
     assert launched[-2] == ("--export=ALL,RUN_OFFSET=0", f"--dependency=afterok:{a.job_id}:{b.job_id}")
+
+
+def test_slurm_jobs_run_as_on_a_cluster_then_rerun_finalizes(tmp_path, monkeypatch):
+    """Run each submitted array task the way a node would (datatrove's launch_pickled_pipeline on the
+    pickled executor, with SLURM_ARRAY_TASK_ID set), then ``build`` again: it finds every task complete,
+    writes the accounting without submitting anything, and the outputs equal a local build's."""
+    import os
+    import subprocess
+    import sys
+
+    import datatrove.executor.slurm as dt_slurm
+
+    mirror = make_mirror(tmp_path)
+    root = tmp_path / "slurm"
+    root.mkdir()
+    cfg_path = write_config(root, mirror, sources='["alpha", "grp_a", "grp_b"]', executor='kind = "slurm"')
+    launched = []
+    monkeypatch.setattr(dt_slurm, "launch_slurm_job",
+                        lambda script, r, *args: launched.append(script) or str(300 + len(launched)))
+    plan = make_plan(load_config(cfg_path, registry=REGISTRY), REGISTRY)
+    assert {o.state for o in submit_slurm(plan)} == {"submitted"}
+
+    bin_dir = tmp_path / "bin"  # the nodes' scontrol, which datatrove asks to expand SLURM_NODELIST
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho localhost\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    for ex in plan.slurm_executors:  # plan order is dependency order, as afterok would run them
+        logs = Path(ex.logging_dir.path)
+        n = len(json.loads((logs / "ranks_to_run.json").read_text()))
+        for i in range(n):
+            env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(i), "RUN_OFFSET": "0", "SLURM_NODELIST": "node1",
+                   "SLURM_JOB_ID": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+            subprocess.run([sys.executable, "-m", "datatrove.tools.launch_pickled_pipeline",
+                            str(logs / "executor.pik")], cwd=REPO, env=env, check=True, capture_output=True,
+                           timeout=300)
+
+    n_launched = len(launched)
+    plan = make_plan(load_config(cfg_path, registry=REGISTRY), REGISTRY)
+    assert {o.state for o in submit_slurm(plan)} == {"done"}
+    assert len(launched) == n_launched  # nothing submitted again
+    local = tmp_path / "local"
+    local.mkdir()
+    build(write_config(local, mirror, sources='["alpha", "grp_a", "grp_b"]'), registry=REGISTRY, progress=False)
+    a, b = read_outputs(root / "work"), read_outputs(local / "work")
+    assert {k: v for k, v in a.items() if "/format/" in k} == {k: v for k, v in b.items() if "/format/" in k}
