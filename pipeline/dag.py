@@ -508,11 +508,23 @@ def _ray_init(cfg: CorpusConfig) -> bool:
 
 
 def submit_slurm(plan: Plan, *, launch: bool = True) -> list[Outcome]:
-    """Finalize finished units, then submit every other unit as Slurm job arrays chained by afterok."""
+    """Finalize finished units, then submit every other unit as Slurm job arrays chained by afterok.
+
+    While any job an earlier ``build`` submitted is still queued or running (``squeue``), nothing is
+    finalized or submitted: its unfinished tasks would otherwise be submitted a second time.
+    """
     cache: dict[str, str] = {}
     last_job: dict[str, Any] = {}  # unit id → its last executor (for dependants)
     outcomes: list[Outcome] = []
     executors: list[Any] = []
+    submitted: list[tuple[Any, str, list[Any]]] = []  # (stage, fingerprint, its executors)
+    earlier = [j for u in plan.units for j in (_read_json(plan.instance(u).output_dir / STARTED) or {})
+               .get("slurm_jobs", [])]
+    active = _slurm_active(earlier) if earlier else []
+    if active:
+        return [Outcome(u.id, "queued", [{"rank": None, "log": None,
+                                          "error": f"Slurm jobs {', '.join(active)} still queued or running"}])
+                for u in plan.units]
     for unit in plan.units:
         stage = plan.instance(unit)
         fp = unit_fingerprint(plan, unit, cache)
@@ -529,11 +541,14 @@ def submit_slurm(plan: Plan, *, launch: bool = True) -> list[Outcome]:
                 continue
         prepare(stage, fp)
         prev = deps
+        mine = []
         for job in stage.jobs():
             name = f"{plan.config.name}-{unit.stage}-{unit.key or 'corpus'}-{job.name}"
             ex = make_executor(plan.config, job, stage.logs_dir(job.name), job_name=name, depends_on=prev)
             executors.append(ex)
+            mine.append(ex)
             prev = [ex]
+        submitted.append((stage, fp, mine))
         last_job[unit.id] = prev[0] if prev else None
         if last_job[unit.id] is None:
             del last_job[unit.id]
@@ -542,8 +557,29 @@ def submit_slurm(plan: Plan, *, launch: bool = True) -> list[Outcome]:
         for ex in executors:
             if ex.job_id is None:
                 ex.launch_job()
-    plan.slurm_executors = executors  # kept for inspection (tests, --dry-run)
+        for stage, fp, mine in submitted:  # remembered, so that a rerun can tell they are still queued
+            ids = [str(ex.job_id) for ex in mine if ex.job_id not in (None, -1)]
+            write_json_atomic(stage.output_dir / STARTED, {"stage": stage.name, "version": stage.version,
+                                                           "fingerprint": fp, "slurm_jobs": ids})
+    plan.slurm_executors = executors  # kept for inspection (tests)
     return outcomes
+
+
+def _slurm_active(job_ids: list[str]) -> list[str]:
+    """Which of these Slurm jobs are still queued or running (empty when squeue knows none of them)."""
+    import subprocess
+
+    try:
+        r = subprocess.run(["squeue", "-h", "-o", "%F", "-j", ",".join(sorted(set(job_ids)))],
+                           capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        print("warning: squeue not found; cannot tell whether earlier Slurm jobs are still running",
+              file=sys.stderr)
+        return []
+    if r.returncode != 0:  # squeue exits 1 with "Invalid job id" once every job has left the queue
+        return []
+    wanted = set(job_ids)
+    return sorted({line.split()[0] for line in r.stdout.splitlines() if line.strip()} & wanted)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -722,6 +758,10 @@ def build_main(argv: list[str] | None = None) -> int:
     print(summary(plan))
     print(f"\ncorpus {cfg.name}: {len(outcomes)} units (" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
           + f") in {time.monotonic() - t0:.1f}s; work dir {cfg.work_dir}")
+    if counts.get("queued"):
+        print(f"jobs submitted by an earlier build are still queued or running on Slurm "
+              f"({outcomes[0].failures[0]['error']}); run the same command again when they have ended")
+        return 0
     if cfg.executor.kind == "slurm" and counts.get("submitted"):
         print(f"submitted to Slurm; when the jobs have ended run `python -m pipeline build {args.config}` again "
               f"to check them and write the accounting (`python -m pipeline status {args.config}` shows progress)")

@@ -170,6 +170,17 @@ def test_slurm_jobs_run_as_on_a_cluster_then_rerun_finalizes(tmp_path, monkeypat
                            timeout=300)
 
     n_launched = len(launched)
+    # while squeue still lists a submitted job, a rerun touches nothing
+    ids = [j for p in (root / "work").rglob("_STARTED.json") for j in json.loads(p.read_text())["slurm_jobs"]]
+    assert len(ids) == 4  # 2 groups x (download, format)
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho {ids[-1]}\n")
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    plan = make_plan(load_config(cfg_path, registry=REGISTRY), REGISTRY)
+    assert {o.state for o in submit_slurm(plan)} == {"queued"}
+    assert len(launched) == n_launched and not list((root / "work").rglob("_DONE.json"))
+    # once the queue is empty (squeue: "Invalid job id", exit 1) the rerun checks and accounts
+    (bin_dir / "squeue").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id' >&2\nexit 1\n")
     plan = make_plan(load_config(cfg_path, registry=REGISTRY), REGISTRY)
     assert {o.state for o in submit_slurm(plan)} == {"done"}
     assert len(launched) == n_launched  # nothing submitted again
