@@ -184,6 +184,16 @@ def test_config_change_reruns_the_stage(built):
         "00000.jsonl.gz", "00001.jsonl.gz", "00002.jsonl.gz"]
 
 
+def test_download_settings_that_do_not_change_files_keep_the_download(built):
+    root, cfg, _ = built
+    cfg.write_text(cfg.read_text().replace("[download]\n", "[download]\nretries = 9\nmax_workers = 2\n"))
+    states = {o.unit: o.state for o in build(cfg, registry=REGISTRY, progress=False)}
+    assert set(states.values()) == {"cached"}
+    cfg.write_text(cfg.read_text() + '\n[chat_template]\nuser_prefix = "Q: "\n')
+    states = {o.unit: o.state for o in build(cfg, registry=REGISTRY, progress=False)}
+    assert states["download/alpha"] == "cached" and states["format/alpha"] == "done"
+
+
 def test_corrupt_file_fails_its_task_others_complete(tmp_path):
     mirror = make_mirror(tmp_path)
     (mirror / "fake/alpha/data/part-1.jsonl").write_bytes(b"")  # empty: a CorruptFileError

@@ -135,5 +135,11 @@ class DownloadStage(Stage):
                             options=self.options or DownloadOptions())
         return [Job("download", [step], tasks=1)]
 
+    def fingerprint_extra(self) -> dict:
+        # what the files are, not how they are fetched: changing retries, workers or the endpoint (a hub
+        # mirror serves the same commits) must not throw away a multi-terabyte download
+        opts = self.options or DownloadOptions()
+        return {"mode": self.mode, "mirror_root": opts.mirror_root}
+
     def accounts(self) -> dict[str, StageAccount]:
         return {}  # files, not documents: the accounting chain starts at format

@@ -203,6 +203,11 @@ class FormatStage(Stage):
         self._group_account = group
         return out
 
+    def fingerprint_extra(self) -> dict[str, Any]:
+        # the documents depend on the file split and the chat rendering, not on where streamed files wait
+        cfg = self.ctx.config
+        return {"tasks": self.tasks, "chat_template": cfg.chat_template if cfg is not None else None}
+
     def done_extra(self) -> dict[str, Any]:
         """Written into the group's _DONE.json: every record of the shared files, including those routed
         to group members this build does not select and bad records no member can claim."""
