@@ -206,3 +206,15 @@ def test_activation_checkpointing_gives_the_same_steps(assets, reference, tmp_pa
     from safetensors import safe_open
     with safe_open(str(ckpt.step_dir(run, 6) / "model.safetensors"), "pt") as f:
         assert not any("_checkpoint_wrapped_module" in k for k in f.keys())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_bf16_fused_run(assets, tmp_path):
+    run = tmp_path / "run"
+    assert main(run_args(assets, run, 1, "--train.phase1_tokens=1536")) == 0
+    recs = train_records(run)
+    assert len(recs) == 6 and all(r["loss"] == r["loss"] for r in recs)
+    from trainer.metrics import device_peak_tflops
+    if device_peak_tflops(torch.cuda.get_device_name()):
+        assert all(0 < r["mfu"] < 1 for r in recs)

@@ -241,7 +241,13 @@ def plot_corpus_tokens(rows, out: Path) -> Path:
 def plot_corpus_drops(rows, out: Path) -> Path:
     plt = _plt()
     reasons = sorted({k for r in rows for k in r["reasons"]},
-                     key=lambda k: -sum(r["reasons"].get(k, 0) for r in rows))
+                     key=lambda k: (-sum(r["reasons"].get(k, 0) for r in rows), k))
+    if len(reasons) > 12:  # beyond a dozen colours a legend stops being readable: fold the tail
+        tail = set(reasons[11:])
+        rows = [dict(r, reasons={**{k: v for k, v in r["reasons"].items() if k not in tail},
+                                 f"other ({len(tail)} reasons)": sum(v for k, v in r["reasons"].items() if k in tail)})
+                for r in rows]
+        reasons = reasons[:11] + [f"other ({len(tail)} reasons)"]
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * len(rows)))
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
@@ -257,7 +263,7 @@ def plot_corpus_drops(rows, out: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("share of the source's input documents removed (dedup not included)")
     ax.set_title("Documents removed per source, by reason")
-    ax.set_xlim(0, max(left.max() * 1.35, 0.05))
+    ax.set_xlim(0, min(max(left.max() * 1.35, 0.05), 1.3))
     if reasons:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     else:
@@ -279,7 +285,7 @@ def plot_corpus_dedup(rows, out: Path) -> Path:
     ax.set_xlabel("share of documents entering dedup that were removed as duplicates")
     tot_in = sum(r["dedup_in"] for r in rows)
     ax.set_title(f"Dedup rate per source (overall {sum(r['dedup'] for r in rows) / max(tot_in, 1):.1%})")
-    ax.set_xlim(0, max(rate.max() * 1.4, 0.05))
+    ax.set_xlim(0, min(max(rate.max() * 1.4, 0.05), 1.3))
     return _save(fig, out)
 
 

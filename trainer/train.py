@@ -170,6 +170,10 @@ class Trainer:
                 self.starting_phase2 = st["phase"] == 1
                 self.done = self.step >= self.end_step
 
+        self.metrics = None
+        if self.done:  # run() only reports it; no model to build
+            return
+
         # ---- model (same seed on every rank → the same init as one process)
         torch.manual_seed(cfg.train.seed)
         total, _ = count_params(mcfg)
@@ -190,7 +194,8 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg, info.device)
         if found is not None:
             ckpt.load_into(found, model=model, optimizer=self.optimizer, info=info)
-        ckpt.clean_stale(run_dir) if info.is_main else None
+        if info.is_main:
+            ckpt.clean_stale(run_dir)
 
         # ---- data
         self.loader = BlendedLoader(self.corpus, self.mixture, seq_len=cfg.data.seq_len, seed=cfg.data.seed,
@@ -208,7 +213,6 @@ class Trainer:
         self.flops_per_token = model_flops_per_token(mcfg, cfg.data.seq_len, cfg.cost.flops_basis)
         peak = device_peak_tflops(torch.cuda.get_device_name(info.device)) if info.device.type == "cuda" else None
         self.peak_flops = peak * 1e12 if peak else None
-        self.metrics = None
 
     # ---------------------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -417,6 +421,7 @@ class Trainer:
             self._val(summary)
         finally:
             bar.close()
+            self.loader.close()
             if self.metrics:
                 self.metrics.close()
         self.print_summary(summary, last_ckpt)
