@@ -35,6 +35,7 @@ class PhasePlan:
     wall_hours: float
     gpu_hours: float
     usd: float
+    usd_per_gpu_hour: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,7 +64,8 @@ def plan_phase(phase: int, tokens: int, steps: int, flops_per_token: float, cost
     return PhasePlan(phase=phase, tokens=tokens, steps=steps, flops_per_token=flops_per_token, flops=flops,
                      gpus=gpus, gpu=cost.gpu, mfu=mfu, mfu_source="measured" if measured_mfu else "assumed",
                      tokens_per_s_per_gpu=per_gpu_flops / flops_per_token, wall_hours=gpu_hours / gpus,
-                     gpu_hours=gpu_hours, usd=gpu_hours * cost.usd_per_gpu_hour)
+                     gpu_hours=gpu_hours, usd=gpu_hours * cost.usd_per_gpu_hour,
+                     usd_per_gpu_hour=cost.usd_per_gpu_hour)
 
 
 def plan_run(cfg: RunConfig, model_cfg, measured_mfu: float | None = None, gpus: int | None = None) -> list[PhasePlan]:
@@ -97,17 +99,18 @@ def _hours(h: float) -> str:
 
 
 def format_plan(plans: list[PhasePlan], current: int | None = None) -> str:
-    head = f"{'phase':<7}{'tokens':>9}{'steps':>9}{'FLOP/tok':>10}{'GPUs':>6}{'MFU':>15}{'tok/s/GPU':>11}" \
+    head = f"{'phase':<7}{'tokens':>9}{'steps':>9}{'FLOP/tok':>10}{'GPUs':>6}{'MFU':>17}{'tok/s/GPU':>11}" \
            f"{'wall':>10}{'GPU-h':>10}{'cost $':>11}"
     lines = [head, "-" * len(head)]
     for p in plans + ([_total(plans)] if len(plans) > 1 else []):
         mark = "*" if current == p.phase else " "
         name = "total" if p.phase == 0 else f"{p.phase}{mark}"
         lines.append(f"{name:<7}{_si(p.tokens):>9}{p.steps:>9}{_si(p.flops_per_token):>10}{p.gpus:>6}"
-                     f"{f'{p.mfu:.1%} {p.mfu_source[:4]}':>15}{_si(p.tokens_per_s_per_gpu):>11}"
+                     f"{f'{p.mfu:.1%} {p.mfu_source}':>17}{_si(p.tokens_per_s_per_gpu):>11}"
                      f"{_hours(p.wall_hours):>10}{_num(p.gpu_hours):>10}{_num(p.usd):>11}")
     if plans:
-        lines.append(f"({plans[0].gpu}; FLOP/tok × tokens ÷ (peak × MFU); * = this phase)")
+        lines.append(f"({plans[0].gpu} at ${plans[0].usd_per_gpu_hour:.2f}/GPU-hour; GPU-h = FLOP/tok × tokens ÷ "
+                     f"(peak × MFU); * = this phase)")
     return "\n".join(lines)
 
 
@@ -117,7 +120,7 @@ def _total(plans: list[PhasePlan]) -> PhasePlan:
                      flops_per_token=p0.flops_per_token, flops=sum(p.flops for p in plans), gpus=p0.gpus,
                      gpu=p0.gpu, mfu=p0.mfu, mfu_source=p0.mfu_source, tokens_per_s_per_gpu=p0.tokens_per_s_per_gpu,
                      wall_hours=sum(p.wall_hours for p in plans), gpu_hours=sum(p.gpu_hours for p in plans),
-                     usd=sum(p.usd for p in plans))
+                     usd=sum(p.usd for p in plans), usd_per_gpu_hour=p0.usd_per_gpu_hour)
 
 
 # ---------------------------------------------------------------------------------------------- memory
