@@ -9,8 +9,9 @@ The input is web text from the embedded samples (RefinedWeb, UltraTextbooks, peS
 recombined into new documents up to the asked size, with 3% exact and 3% near duplicates planted. Three runs,
 one task each, one after the other in this process, on the same files and the same trained tokenizer:
 
-* ours: pipeline/stages filter (web family, regex word splitter) → dedup (exact + MinHash) → shard
-  (batched tokenize + Arrow parts);
+* ours: pipeline/stages filter (web family: datatrove's Gopher quality, C4 and FineWeb filters and our
+  FastGopherRepetitionFilter, regex word splitter) → dedup (exact + MinHash) → shard (batched tokenize +
+  Arrow parts);
 * datatrove + spaCy: datatrove's filters and MinHash with their default (spaCy) word splitter, then
   datatrove's DocumentTokenizer;
 * datatrove + regex: the same with pipeline.text.RegexWordTokenizer passed as each step's language.
