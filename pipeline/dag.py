@@ -610,9 +610,13 @@ def source_accounts(plan: Plan, source: str) -> list[dict]:
     """The source's finished stage records in DAG order (per-source view of each _DONE.json)."""
     out = []
     for name in stage_order(plan.config.corpus.stages):
-        done = _read_json(plan.ctx.dir(name, source) / DONE)
-        if done and source in done.get("accounts", {}):
-            out.append(done["accounts"][source])
+        # per-source and group stages write a record in the source's folder; corpus stages (dedup_cross)
+        # keep every source's account in the one record under _corpus/
+        for folder in (plan.ctx.dir(name, source), plan.ctx.dir(name)):
+            done = _read_json(folder / DONE)
+            if done and source in done.get("accounts", {}):
+                out.append(done["accounts"][source])
+                break
     return out
 
 
