@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import signal
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -472,10 +470,11 @@ def _fmt(v) -> str:
 
 
 def train(cfg: RunConfig, phase: int, run_dir: Path) -> int:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*TypedStorage.*")
-        t = Trainer(cfg, phase, Path(run_dir))
-        return t.run()
+    threads = torch.get_num_threads()
+    try:
+        return Trainer(cfg, phase, Path(run_dir)).run()
+    finally:
+        torch.set_num_threads(threads)  # train.threads is for this run, not for a caller in the same process
 
 
 if __name__ == "__main__":
