@@ -103,6 +103,9 @@ def test_phases_schedule_and_mixture_switch(assets, reference):
     assert PHASE1_STEPS in steps and steps[-1] == PHASE1_STEPS + PHASE2_STEPS and len(steps) == 3
     final = ckpt.find_latest(reference)
     assert final.state["phase"] == 2 and final.state["loader"]["mixture_name"] == "m2"
+    # ... and AdamW carried on: its step counters count both phases' steps.
+    optim = torch.load(final.path / "optimizer.pt", weights_only=True)
+    assert {int(v["step"]) for v in optim["state"].values()} == {PHASE1_STEPS + PHASE2_STEPS}
     assert (final.path / "tokenizer.json").read_bytes() == (assets / "corpus" / "tokenizer.json").read_bytes()
     # Learning happened: the loss of the last steps is below the first ones.
     assert sum(r["lm_loss"] for r in recs[-5:]) < sum(r["lm_loss"] for r in recs[:5])
