@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-# Dense bf16 peaks (TFLOP/s) for MFU; sparse figures would halve the MFU's meaning (STYLE.md 11).
+# Dense bf16 peaks (TFLOP/s) for MFU; sparse figures would halve the MFU's meaning (see OLMo-core PR 511).
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0, "B200": 2250.0}
 
 

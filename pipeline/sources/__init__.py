@@ -24,7 +24,7 @@ from pipeline.sources.chat import ChatTemplate, ChatTemplateError
 #: the embedded samples: a local mirror laid out as ``<repo_id>/<path in repo>``
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 
-#: the DESIGN.md order: pretraining sets first, then math, then the SFT sets
+#: the project's canonical order: pretraining sets first, then math, then the SFT sets
 ORDER = (
     "refinedweb", "starcoder", "dolma_pes2o", "pile_wikipedia", "pile_stackexchange", "pile_arxiv", "pile_rest",
     "algebraic_stack", "openwebmath", "stackmathqa", "templategsm", "oasst", "oasst_octopack", "xp3x",

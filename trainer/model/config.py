@@ -19,7 +19,7 @@ BACKENDS = ("auto", "torch", "grouped_mm", "megablocks")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """JetMoE architecture (RECIPE.md); defaults are the paper's JetMoE-8B except n_layers/vocab."""
+    """JetMoE architecture (the JetMoE-8B paper); defaults are the paper's JetMoE-8B except n_layers/vocab."""
 
     vocab_size: int = 32000
     """Embedding rows; must equal the corpus tokenizer's vocab size (the trainer checks it)."""
