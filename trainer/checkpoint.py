@@ -14,7 +14,6 @@ its SHA256SUMS; a corrupt or incomplete one is skipped with a warning naming it,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -31,6 +30,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
 
+from trainer.fileio import sha256_file
 from trainer.dist import DistInfo, all_gather_object, barrier, broadcast_object
 
 STEP_RE = re.compile(r"^step-(\d{8})$")
@@ -59,14 +59,6 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         return []
     out = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_RE.match(p.name))]
     return sorted(out)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

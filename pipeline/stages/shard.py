@@ -18,7 +18,6 @@ is written to a temp file and renamed into place; each task lists its parts in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from itertools import chain

@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from trainer.fileio import sha256_file
+
 SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
 SPLITS = ("train", "val")
 _DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
@@ -33,14 +35,6 @@ _DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 
 class CorpusError(ValueError):
     """A corpus folder that does not follow the shard contract; the message names the file and the key."""
-
-
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -160,12 +154,12 @@ class Corpus:
     def verify(self, check_sha256: bool = True) -> None:
         """Full check (reads every part): tokenizer hash, part hashes, dtype, and EOS ending every document.
         Slow on a big corpus; `Corpus.open` checks only the manifest."""
-        if _sha256_file(self.tokenizer_path) != self.tokenizer_sha256:
+        if sha256_file(self.tokenizer_path) != self.tokenizer_sha256:
             raise CorpusError(f"{self.tokenizer_path}: sha256 differs from the manifest's tokenizer.sha256; "
                               f"the tokenizer was replaced after the build: rebuild the corpus")
         for (src, split), parts in self._parts.items():
             for p in parts:
-                if check_sha256 and p.sha256 and _sha256_file(self.root / p.path) != p.sha256:
+                if check_sha256 and p.sha256 and sha256_file(self.root / p.path) != p.sha256:
                     raise CorpusError(f"{self.root / p.path}: sha256 differs from the manifest; the part was "
                                       f"modified or truncated: rebuild the corpus")
             if parts:
@@ -194,7 +188,7 @@ def check_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_sha256: str | Non
                          f"tokenizer: rebuild it with the model's tokenizer or point the config at the right corpus")
     if not corpus.tokenizer_path.is_file():
         raise ValueError(f"{corpus.tokenizer_path}: missing; the corpus folder is incomplete: rebuild it")
-    actual = _sha256_file(corpus.tokenizer_path)
+    actual = sha256_file(corpus.tokenizer_path)
     if actual != corpus.tokenizer_sha256:
         raise ValueError(f"{corpus.tokenizer_path}: sha256 {actual[:12]}… differs from the manifest's "
                          f"{corpus.tokenizer_sha256[:12]}…; the file was replaced after the build: rebuild the corpus")

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from trainer.fileio import atomic_write_bytes
+
 from .config import ModelConfig
 from .jetmoe import JetMoE
 
@@ -21,20 +23,6 @@ CONFIG = "model_config.json"
 
 __all__ = ["save_checkpoint_weights", "load_checkpoint_weights", "read_model_config", "atomic_write_bytes",
            "WEIGHTS", "CONFIG"]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
