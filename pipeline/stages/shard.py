@@ -77,12 +77,19 @@ def shard_schema(vocab_size: int, meta: dict[str, str]) -> pa.Schema:
 
 
 def encode_batch(tok: Tokenizer, texts: list[str], eos_id: int, np_t) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens of each text followed by EOS, as (offsets int32, values) ready to become a list array."""
-    ids = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+    """Tokens of each text followed by EOS, as (offsets int64, values) ready to become a list array."""
+    # encode_batch_fast skips the character offsets that encode_batch computes for every token: the ids are
+    # the same, and the shards never store offsets (tokenizers >= 0.20; older ones take the slow call)
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    ids = [e.ids for e in encode(texts, add_special_tokens=False)]
     lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    values = np.fromiter(chain.from_iterable(x + [eos_id] for x in ids), dtype=np_t, count=int(offsets[-1]))
+    values = np.empty(int(offsets[-1]), dtype=np_t)
+    is_eos = np.zeros(len(values), dtype=bool)
+    is_eos[offsets[1:] - 1] = True
+    values[is_eos] = eos_id
+    values[~is_eos] = np.fromiter(chain.from_iterable(ids), dtype=np_t, count=len(values) - len(ids))
     return offsets, values
 
 
