@@ -266,6 +266,7 @@ class PackedStream:
                               f"says {self.expect_docs} / {self.expect_tokens}; rebuild the corpus")
         if n_docs and int(self.doc_len.min()) < 1:
             raise CorpusError(f"{self.where}: an empty document (every document ends with EOS, so has ≥ 1 token)")
+        self._n_tokens = n_tokens  # read per sequence by the loader: keep the sum, not a pass over doc_len
         self._chunks = chunks
 
     def _ensure(self) -> None:
@@ -280,7 +281,7 @@ class PackedStream:
     @property
     def n_tokens(self) -> int:
         self._ensure()
-        return int(self.doc_len.sum())
+        return self._n_tokens
 
     def lengths(self) -> np.ndarray:
         self._ensure()
