@@ -307,15 +307,8 @@ def export_main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1
-    from .flops import count_params
-    cfg = read_model_config(ckpt)
-    total, active = count_params(cfg)
-    _summary(f"exported {ckpt} -> {out}", [
-        ("files", ", ".join(sorted(p.name for p in out.iterdir()))),
-        ("params", f"{total:,} total, {active:,} active"),
-        ("shape", f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_experts} experts top-{cfg.top_k}"),
-        ("load with", f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})"),
-    ])
+    _summary_of(f"exported {ckpt} -> {out}", ckpt, out,
+                [("load with", f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")])
     return 0
 
 
@@ -330,12 +323,18 @@ def import_main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"import-hf: error: {e}", file=sys.stderr)
         return 1
+    _summary_of(f"imported {args.hf_dir} -> {out}", out, out, [])
+    return 0
+
+
+def _summary_of(title: str, ckpt: Path, out: Path, extra: list[tuple[str, str]]) -> None:
+    """The closing table of export / import-hf: files written, parameter counts, shape."""
     from .flops import count_params
-    cfg = read_model_config(out)
+    cfg = read_model_config(ckpt)
     total, active = count_params(cfg)
-    _summary(f"imported {args.hf_dir} -> {out}", [
+    _summary(title, [
         ("files", ", ".join(sorted(p.name for p in out.iterdir()))),
         ("params", f"{total:,} total, {active:,} active"),
         ("shape", f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_experts} experts top-{cfg.top_k}"),
+        *extra,
     ])
-    return 0
