@@ -30,4 +30,4 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 echo "setup: installing the project (.[${EXTRAS}])"
 $PIP install -q -e ".[${EXTRAS}]"
-"$VENV/bin/python" -c "import torch, datatrove, pyarrow; print(f'setup: ok (torch {torch.__version__}, datatrove {datatrove.__version__ if hasattr(datatrove, \"__version__\") else \"?\"}, pyarrow {pyarrow.__version__})')"
+"$VENV/bin/python" -c "from importlib.metadata import version as v; import torch; print(f'setup: ok (torch {torch.__version__}, datatrove {v(\"datatrove\")}, pyarrow {v(\"pyarrow\")})')"
