@@ -52,7 +52,8 @@ from datatrove.pipeline.writers import JsonlWriter  # noqa: E402
 from pipeline.stages.dedup import DedupOptions, dedup_jobs  # noqa: E402
 from pipeline.stages.filter import FilterOptions, docs_reader, docs_writer, family_filters  # noqa: E402
 from pipeline.stages.shard import ShardOptions, ShardWriter  # noqa: E402
-from pipeline.stages.tokenizer import train_bpe, write_atomic  # noqa: E402
+from pipeline.accounting import write_bytes_atomic  # noqa: E402
+from pipeline.stages.tokenizer import train_bpe  # noqa: E402
 from pipeline.text import RegexWordTokenizer  # noqa: E402
 
 SAMPLES = REPO / "pipeline" / "samples"
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
         mb = n_bytes / 1e6
         texts = (json.loads(line)["text"] for line in gzip.open(root / "input" / "00000.jsonl.gz", "rt"))
         tok_path = root / "tokenizer.json"
-        write_atomic(tok_path, train_bpe(texts, 8192).to_str().encode())  # shared by every run, not timed
+        write_bytes_atomic(tok_path, train_bpe(texts, 8192).to_str().encode())  # shared by every run, not timed
         print(f"input: {n_docs:,} documents, {mb:.1f} MB of text", flush=True)
 
         runs = {"ours": ours(root / "input", root / "ours", tok_path)}

@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     import gzip
 
     from bench_corpus import make_input
-    from pipeline.stages.tokenizer import train_bpe, write_atomic
+    from pipeline.accounting import write_bytes_atomic
+    from pipeline.stages.tokenizer import train_bpe
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_mem_") as tmp:
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
         for name, mb in sizes.items():
             make_input(tmp / name / "in", mb)
         texts = (json.loads(line)["text"] for line in gzip.open(tmp / "1x" / "in" / "00000.jsonl.gz", "rt"))
-        write_atomic(tmp / "tokenizer.json", train_bpe(texts, 8192).to_str().encode())
+        write_bytes_atomic(tmp / "tokenizer.json", train_bpe(texts, 8192).to_str().encode())
         for name, mb in sizes.items():
             code = CHILD.format(repo=str(REPO), bench=str(REPO / "bench"), inp=str(tmp / name / "in"),
                                 work=str(tmp / name / "work"), tok=str(tmp / "tokenizer.json"))

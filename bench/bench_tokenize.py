@@ -44,7 +44,8 @@ def main(argv=None) -> int:
 
     from bench_corpus import make_input
     from pipeline.stages.shard import ShardOptions, ShardWriter
-    from pipeline.stages.tokenizer import train_bpe, write_atomic
+    from pipeline.accounting import write_bytes_atomic
+    from pipeline.stages.tokenizer import train_bpe
 
     with tempfile.TemporaryDirectory(prefix="bench_tok_") as tmp:
         tmp = Path(tmp)
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
         texts = [json.loads(line)["text"] for line in gzip.open(tmp / "in" / "00000.jsonl.gz", "rt")]
         mb = n_bytes / 1e6
         tok = train_bpe(iter(texts), 8192)
-        write_atomic(tmp / "tokenizer.json", tok.to_str().encode())
+        write_bytes_atomic(tmp / "tokenizer.json", tok.to_str().encode())
         docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
 
         def raw():

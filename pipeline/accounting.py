@@ -136,18 +136,22 @@ def _slug(name: str) -> str:
     return "_".join(p for p in out.split("_") if p) or "unnamed_step"
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON through a temp file in the same folder and rename it into place."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write through a temp file in the same folder, fsync, and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, sort_keys: bool = False) -> None:
+    """JSON (indent 2, newline at the end) written with :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())

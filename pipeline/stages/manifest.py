@@ -11,13 +11,12 @@ documents in the shards. The JSON has sorted keys and no timestamps, so the same
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer
 
-from pipeline.accounting import AccountingError, StageAccount, check_chain
+from pipeline.accounting import AccountingError, StageAccount, check_chain, write_json_atomic
 from pipeline.stages.base import STAGES, Job, Stage, register
 from pipeline.stages.shard import sha256_file, token_dtype
 from pipeline.stages.tokenizer import copy_tokenizer
@@ -99,14 +98,7 @@ def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer
 
 
 def write_manifest(path: Path, man: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(man, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, man, sort_keys=True)  # sorted keys: the same build gives the same bytes
 
 
 class WriteManifest(PipelineStep):

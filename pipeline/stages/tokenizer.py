@@ -32,6 +32,7 @@ from typing import Iterator
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pipeline.accounting import write_bytes_atomic
 from pipeline.stages.base import Job, Stage, register
 
 SPECIALS = ("<unk>", "<s>", "</s>")
@@ -106,16 +107,6 @@ def tokenizer_info(tok: Tokenizer, opts: TokenizerOptions, where: str) -> dict:
     return {"vocab_size": tok.get_vocab_size(with_added_tokens=True), "eos_id": eos, "bos_id": bos}
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class MakeTokenizer(PipelineStep):
     """Trains, copies or downloads the tokenizer into ``<out>/tokenizer.json`` (one task)."""
 
@@ -145,7 +136,7 @@ class MakeTokenizer(PipelineStep):
         tok = Tokenizer.from_str(data_bytes.decode("utf-8"))
         info = tokenizer_info(tok, o, str(dest))
         self.stat_update("vocab_size", value=info["vocab_size"])
-        write_atomic(dest, data_bytes)
+        write_bytes_atomic(dest, data_bytes)
         return
         yield  # a generator like every datatrove step; it passes no documents on
 
