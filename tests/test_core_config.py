@@ -1,0 +1,115 @@
+"""jetmoe_core.config: the one TOML → dataclass loader (types, overrides, errors that name the key)."""
+from __future__ import annotations
+
+import enum
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from jetmoe_core.config import (ConfigError, apply_overrides, dump_toml, fingerprint, from_table, load_toml,
+                                parse_override)
+
+
+class Kind(enum.Enum):
+    LOCAL = "local"
+    SLURM = "slurm"
+
+
+@dataclass
+class Inner:
+    partition: str = "cpu"
+    cpus: int = 1
+
+
+@dataclass
+class Outer:
+    tokens: int = 10
+    lr: float = 1e-3
+    name: str = "x"
+    path: str | None = None
+    flag: bool = False
+    mode: Literal["auto", "true", "false"] = "auto"
+    kind: Kind = Kind.LOCAL
+    inner: Inner = field(default_factory=Inner)
+    tags: list[str] = field(default_factory=list)
+    table: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.tokens <= 0:
+            raise ValueError(f"tokens = {self.tokens} must be > 0")
+
+
+def test_types_and_integral_floats():
+    o = from_table(Outer, {"tokens": 1e12, "lr": 3, "kind": "slurm", "inner": {"cpus": 4}, "tags": ["a"],
+                           "table": {"a": 1}}, source="f.toml", where="x")
+    assert o.tokens == 10 ** 12 and isinstance(o.tokens, int)
+    assert o.lr == 3.0 and isinstance(o.lr, float)
+    assert o.kind is Kind.SLURM and o.inner.cpus == 4 and o.tags == ["a"] and o.table == {"a": 1}
+
+
+@pytest.mark.parametrize("table, words", [
+    ({"tokenz": 1}, ["[x] unknown key 'tokenz'", "did you mean 'tokens'"]),
+    ({"tokens": 1.5}, ["x.tokens", "1.5", "an integer"]),
+    ({"flag": 1}, ["x.flag", "true or false"]),
+    ({"mode": "yes"}, ["x.mode", "'auto', 'true', 'false'"]),
+    ({"kind": "slurn"}, ["x.kind", "did you mean 'slurm'"]),
+    ({"inner": {"cpu": 2}}, ["[x.inner] unknown key 'cpu'", "did you mean 'cpus'"]),
+    ({"tokens": -1}, ["f.toml: [x] tokens = -1 must be > 0"]),
+    ({"inner": 3}, ["[x.inner] must be a table"]),
+])
+def test_errors_name_the_key(table, words):
+    with pytest.raises(ConfigError) as e:
+        from_table(Outer, table, source="f.toml", where="x")
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_overrides_are_typed_by_their_field():
+    raw = apply_overrides({"x": {"name": "a"}}, ["--x.tokens=4e6", "--x.name=2024", "--x.path=shards/s",
+                                                 "--x.flag=true", "--x.mode=true", "--x.inner.partition=gpu",
+                                                 "--x.tags=[\"a\", \"b\"]", "--x.path=none"])
+    o = from_table(Outer, raw["x"], source="f.toml", where="x")
+    assert o.tokens == 4_000_000 and o.name == "2024" and o.flag is True and o.mode == "true"
+    assert o.inner.partition == "gpu" and o.tags == ["a", "b"] and o.path is None
+
+
+def test_override_errors_name_the_override():
+    raw = apply_overrides({}, ["--x.lr=fast"])
+    with pytest.raises(ConfigError, match=r"override --x.lr=fast: x.lr"):
+        from_table(Outer, raw["x"], source="f.toml", where="x")
+    with pytest.raises(ConfigError, match="expected --section.key=value"):
+        parse_override("--lr=3")
+    with pytest.raises(ConfigError, match="is a value, not a table"):
+        apply_overrides({"x": {"name": "a"}}, ["--x.name.deep=1"])
+
+
+def test_load_toml_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="no such run config; see trainer/configs"):
+        load_toml(tmp_path / "nope.toml", what="run config", missing_hint="see trainer/configs")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("a = [1,\n")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_toml(bad)
+    good = tmp_path / "good.toml"
+    good.write_text("[x]\ntokens = 5\n")
+    raw, sha = load_toml(good)
+    assert raw == {"x": {"tokens": 5}} and len(sha) == 64
+
+
+def test_dump_toml_round_trips():
+    o = from_table(Outer, {"tokens": 7, "kind": "slurm", "tags": ["a"], "table": {"b": 2}, "name": 'q"\n'},
+                   source="f", where="x")
+    text = dump_toml({"x": o, "y": {"z": 1.5, "w": float("inf")}}, header="resolved")
+    back = tomllib.loads(text)
+    assert from_table(Outer, back["x"], source="f", where="x") == o
+    assert back["y"] == {"z": 1.5, "w": float("inf")}
+    assert text.startswith("# resolved")
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    assert fingerprint(Outer(), 1) == fingerprint(Outer(), 1)
+    assert fingerprint(Outer(), 1) != fingerprint(Outer(tokens=11), 1)
+    assert len(fingerprint("a")) == 16
