@@ -38,7 +38,7 @@ from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets
 
 from pipeline.accounting import StageAccount, from_datatrove_stats
 from pipeline.stages.base import Job, Stage, register
-from pipeline.stages.filter import docs_reader, docs_writer, n_input_files
+from pipeline.stages.documents import docs_reader, docs_writer, n_input_files
 from pipeline.text import word_splitter
 
 

@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 
 from pipeline.accounting import write_json_atomic
 from pipeline.stages.base import Job, Stage, register
-from pipeline.stages.filter import docs_reader, n_input_files
+from pipeline.stages.documents import docs_reader, n_input_files
 
 SHARD_FORMAT = "jetmoe-shard-v1"
 
