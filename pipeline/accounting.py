@@ -15,12 +15,8 @@ those files into a :class:`StageAccount`.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 
@@ -134,24 +130,3 @@ def _value(v: Any) -> int:
 def _slug(name: str) -> str:
     out = "".join(c.lower() if c.isalnum() else "_" for c in name)
     return "_".join(p for p in out.split("_") if p) or "unnamed_step"
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write through a temp file in the same folder, fsync, and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any, sort_keys: bool = False) -> None:
-    """JSON (indent 2, newline at the end) written with :func:`write_bytes_atomic`."""
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())

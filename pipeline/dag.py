@@ -39,7 +39,9 @@ from datatrove.executor import LocalPipelineExecutor  # noqa: E402
 from datatrove.executor.ray import RayPipelineExecutor  # noqa: E402
 from datatrove.executor.slurm import SlurmPipelineExecutor  # noqa: E402
 
-from pipeline.accounting import StageAccount, write_json_atomic  # noqa: E402
+from jetmoe_core.io import write_json_atomic  # noqa: E402
+
+from pipeline.accounting import StageAccount  # noqa: E402
 from pipeline.config import ConfigError, CorpusConfig, fingerprint, load_config  # noqa: E402
 
 DONE = "_DONE.json"

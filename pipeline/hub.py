@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from jetmoe_core.io import atomic_path
+
 T = TypeVar("T")
 
 LISTING = "files.json"
@@ -152,14 +154,11 @@ def fetch_streamed(url: str, scratch: Path, *, endpoint: str | None = None, retr
     from huggingface_hub import HfFileSystem
 
     fs = HfFileSystem(endpoint=endpoint)
-    scratch.mkdir(parents=True, exist_ok=True)
     dest = scratch / url.rsplit("/", 1)[-1]
-    tmp = dest.with_name(dest.name + ".incomplete")
 
     def get() -> None:
-        with fs.open(url[len("hf://"):], "rb") as src, open(tmp, "wb") as dst:
+        with atomic_path(dest) as tmp, fs.open(url[len("hf://"):], "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 22)
 
     with_retries(get, what=f"streaming {url}", retries=retries, backoff_s=backoff_s)
-    os.replace(tmp, dest)
     return dest

@@ -20,7 +20,9 @@ import pyarrow.ipc as ipc
 import pytest
 from datatrove.executor import LocalPipelineExecutor
 
-from pipeline.accounting import StageAccount, check_chain, write_json_atomic
+from jetmoe_core.io import write_json_atomic
+
+from pipeline.accounting import StageAccount, check_chain
 from pipeline.stages.base import StageContext
 from pipeline.stages.dedup import CrossDedupStage, DedupOptions, DedupStage
 from pipeline.stages.filter import FilterOptions, FilterStage

@@ -23,7 +23,6 @@ logged with the cluster it fell into in ``<stage dir>/removed/<rank>.<exact|minh
 from __future__ import annotations
 
 import json
-import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                               MinhashDedupSignature)
+from jetmoe_core.io import atomic_path, write_text_atomic
 
 from pipeline.accounting import StageAccount, from_datatrove_stats
 from pipeline.stages.base import Job, Stage, register
@@ -70,11 +70,8 @@ def text_hash(text: str) -> int:
 
 
 def _save_array(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 def _load_hashes(folder: Path, ranks=None) -> list[np.ndarray]:
@@ -95,10 +92,7 @@ class _RemovedLog:
 
     def close(self) -> None:
         if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text("".join(line + "\n" for line in self.lines))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(line + "\n" for line in self.lines))
 
 
 class HashWriter(PipelineStep):

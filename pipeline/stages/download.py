@@ -21,7 +21,9 @@ from pathlib import Path
 from datatrove.pipeline.base import PipelineStep
 
 from pipeline import hub
-from pipeline.accounting import StageAccount, write_json_atomic
+from jetmoe_core.io import write_json_atomic
+
+from pipeline.accounting import StageAccount
 from pipeline.stages.base import Job, Stage, register
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer
 
-from pipeline.accounting import AccountingError, StageAccount, check_chain, write_json_atomic
+from jetmoe_core import shards as contract
+from jetmoe_core.io import sha256_file, write_json_atomic
+
+from pipeline.accounting import AccountingError, StageAccount, check_chain
 from pipeline.stages.base import STAGES, Job, Stage, register
-from pipeline.stages.shard import sha256_file, token_dtype
 from pipeline.stages.tokenizer import copy_tokenizer
 
 DONE = "_DONE.json"
@@ -63,9 +65,8 @@ def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer
     copy_tokenizer(tok_src, root / "tokenizer.json")
     tok = Tokenizer.from_file(str(root / "tokenizer.json"))
     vocab = tok.get_vocab_size(with_added_tokens=True)
-    np_t, _ = token_dtype(vocab)
-    man = {"corpus": ctx.corpus, "config_sha256": config_sha256, "format": "jetmoe-shard-v1",
-           "dtype": np_t.__name__,
+    man = {"corpus": ctx.corpus, "config_sha256": config_sha256, "format": contract.FORMAT,
+           "dtype": contract.dtype_name(vocab),
            "tokenizer": {"path": "tokenizer.json", "sha256": sha256_file(root / "tokenizer.json"),
                          "vocab_size": vocab, "bos_id": tok.token_to_id(bos_token), "eos_id": tok.token_to_id(eos_token)},
            "sources": {}}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from typing import Iterator
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from pipeline.accounting import write_bytes_atomic
+from jetmoe_core.io import atomic_path, write_bytes_atomic
+
 from pipeline.stages.base import Job, Stage, register
 
 SPECIALS = ("<unk>", "<s>", "</s>")
@@ -164,7 +164,5 @@ class TokenizerStage(Stage):
 
 
 def copy_tokenizer(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
