@@ -294,7 +294,5 @@ class CrossDedupStage(Stage):
     def accounts(self) -> dict[str, StageAccount]:
         out = {}
         for s in self.ctx.sources:
-            stats_dir = self.logs_dir(f"cross_{s}") / "stats"
-            stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
-            out[s] = from_datatrove_stats(self.name, stats)
+            out[s] = from_datatrove_stats(self.name, self.task_stats(f"cross_{s}"))
         return out

@@ -177,10 +177,14 @@ class FormatStage(Stage):
     def input_dir(self, stage: str, source: str | None = None) -> Path:
         return self.ctx.dir(stage, source if source is not None else self.source)
 
+    def group_account(self) -> StageAccount:
+        """Every record of the group's files: those of selected members, of members this build does not
+        select (dropped: source_not_selected) and bad records no member can claim."""
+        return from_datatrove_stats(self.name, self.task_stats("format")).check(f"format/{self.source}")
+
     def accounts(self) -> dict[str, StageAccount]:
-        stats_dir = self.logs_dir("format") / "stats"
-        stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
-        group = from_datatrove_stats(self.name, stats).check(f"format/{self.source}")
+        stats = self.task_stats("format")
+        self.group_account()  # the group as a whole balances too
         counters: Counter = Counter()
         written: Counter = Counter()
         for task in stats:
@@ -200,7 +204,6 @@ class FormatStage(Stage):
             if acc.docs_out != written[m]:
                 raise AccountingError(f"format/{m}: {acc.docs_out} documents read but {written[m]} written")
             out[m] = acc.check(f"format/{m}")
-        self._group_account = group
         return out
 
     def fingerprint_extra(self) -> dict[str, Any]:
@@ -209,7 +212,5 @@ class FormatStage(Stage):
         return {"tasks": self.tasks, "chat_template": cfg.chat_template if cfg is not None else None}
 
     def done_extra(self) -> dict[str, Any]:
-        """Written into the group's _DONE.json: every record of the shared files, including those routed
-        to group members this build does not select and bad records no member can claim."""
-        acc = getattr(self, "_group_account", None)
-        return {"group": {"name": self.source, "account": acc.to_dict()}} if acc is not None else {}
+        """Written into the group's _DONE.json: the account of every record of its files."""
+        return {"group": {"name": self.source, "account": self.group_account().to_dict()}}

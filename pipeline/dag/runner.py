@@ -1,0 +1,116 @@
+"""Running the DAG on one machine (datatrove's local executor, or Ray): ``build(config)``.
+
+    outcomes = build("pipeline/configs/sample.toml", progress=False)   # one Outcome per unit
+    outcomes = build(cfg, registry=FAKE_SOURCES)                         # tests: tiny fake sources
+
+Units run in plan order. A unit whose record says it is done (same stage version and fingerprint) is
+``cached``; otherwise it is prepared, every datatrove job of it runs with the configured executor, every task
+is checked for its completion marker, and the unit's accounting is collected and ``_DONE.json`` written last.
+A failed task fails its unit only: units that need it are ``blocked``, everything else runs. With
+``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import CorpusConfig, load_config
+from pipeline.dag.executors import incomplete_ranks, make_executor, read_failures
+from pipeline.dag.lock import build_lock
+from pipeline.dag.plan import Plan, Unit, make_plan
+from pipeline.dag.records import Outcome, finish, is_done, out_dirs, prepare, unit_fingerprint
+from pipeline.dag.slurm import submit_slurm
+
+
+def run_unit(plan: Plan, unit: Unit, fp: str) -> Outcome:
+    stage = plan.instance(unit)
+    t0 = time.monotonic()
+    if is_done(stage, fp):
+        return Outcome(unit.id, "cached")
+    prepare(stage, fp)
+    for d in out_dirs(stage):
+        d.mkdir(parents=True, exist_ok=True)  # a member that ends up with no documents still has a folder
+    try:
+        jobs = stage.jobs()
+    except Exception as e:  # noqa: BLE001 - a stage that cannot even plan its jobs fails this unit only
+        return Outcome(unit.id, "failed", [{"rank": None, "error": f"{type(e).__name__}: {e}", "log": None}],
+                       time.monotonic() - t0)
+    for job in jobs:
+        logs = stage.logs_dir(job.name)
+        ex = make_executor(plan.config, job, logs)
+        try:
+            ex.run()
+        except Exception as e:  # noqa: BLE001 - executor-level errors; task errors are in failures/
+            print(f"{unit.id}: executor error {type(e).__name__}: {e}", file=sys.stderr)
+        missing = incomplete_ranks(logs, job.tasks)
+        if missing:
+            fails = read_failures(logs, missing)
+            for f in fails:
+                f["job"] = job.name
+            return Outcome(unit.id, "failed", fails, time.monotonic() - t0)
+    finish(stage, fp)
+    return Outcome(unit.id, "done", seconds=time.monotonic() - t0)
+
+
+def build(config: str | Path | CorpusConfig, *, registry: dict[str, Any] | None = None,
+          progress: bool = True) -> list[Outcome]:
+    """Run the corpus DAG. Returns one outcome per unit; raises nothing for failed tasks (see outcomes)."""
+    cfg = config if isinstance(config, CorpusConfig) else load_config(config, registry=registry)
+    plan = make_plan(cfg, registry)
+    with build_lock(cfg.work_dir):
+        return _build(plan, cfg, progress)
+
+
+def _build(plan: Plan, cfg: CorpusConfig, progress: bool) -> list[Outcome]:
+    if cfg.executor.kind == "slurm":
+        return submit_slurm(plan)
+    ray_started = False
+    if cfg.executor.kind == "ray":
+        ray_started = _ray_init(cfg)
+    from tqdm.auto import tqdm
+
+    tqdm.monitor_interval = 0  # no monitor thread: the local executor forks, and a fork copies no threads
+
+    cache: dict[str, str] = {}
+    state: dict[str, str] = {}
+    outcomes: list[Outcome] = []
+    try:
+        bar = tqdm(plan.units, desc=f"corpus {cfg.name}", unit="unit", disable=not progress, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 10)
+        for unit in bar:
+            bar.set_postfix_str(unit.id)
+            blocked = [d for d in unit.deps if state.get(d) not in ("done", "cached")]
+            if blocked:
+                out = Outcome(unit.id, "blocked", [{"rank": None, "error": f"needs {', '.join(blocked)}",
+                                                    "log": None}])
+            else:
+                out = run_unit(plan, unit, unit_fingerprint(plan, unit, cache))
+            state[unit.id] = out.state
+            outcomes.append(out)
+            if out.state == "failed":
+                bar.write(f"FAILED {unit.id}: " + "; ".join(f["error"] for f in out.failures)[:500])
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+    return outcomes
+
+
+def _ray_init(cfg: CorpusConfig) -> bool:
+    import ray
+
+    if ray.is_initialized():
+        return False
+    r = cfg.executor.ray
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False}
+    if r.address:
+        kwargs["address"] = r.address
+    else:
+        kwargs["num_cpus"] = r.num_cpus or os.cpu_count()
+    ray.init(**kwargs)
+    return True
