@@ -24,13 +24,13 @@ validated config table by declaring ``section`` and ``Options``; nothing here ne
 to the file's table before it is typed, so they obey the same rules. Whether finished work still holds is
 decided by each unit's fingerprint of the *typed* values it depends on: an override that changes outputs
 (``--dedup.minhash=false``) reruns what depends on it, one that does not (``--executor.workers=8``) reruns
-nothing. ``CorpusConfig.sha256`` (the manifest's ``config_sha256``) is the file's sha256, or with overrides
-the sha256 of the file followed by the overrides, so a manifest tells which exact settings made it.
+nothing. ``CorpusConfig.sha256`` (the manifest's ``config_sha256``) is the file's sha256; the manifest lists
+the overrides beside it (``config_overrides``), so it tells which exact settings made the corpus.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +66,14 @@ class SlurmOptions:
     logs_dir: str | None = None
     """Where Slurm writes its .out files; default: <work_dir>/_slurm_logs/<job>."""
 
+    def validate(self) -> None:
+        if not re.fullmatch(r"\d+(-\d{1,2}(:\d{2}){0,2}|(:\d{2}){0,2})", self.time):
+            raise ValueError(f"time = {self.time!r} is not a Slurm time limit: write minutes, \"HH:MM:SS\" or "
+                             f"\"D-HH:MM:SS\", e.g. \"12:00:00\"")
+        _at_least("cpus_per_task", self.cpus_per_task, 1)
+        _at_least("max_array_size", self.max_array_size, 1)
+        _positive("mem_per_cpu_gb", self.mem_per_cpu_gb)
+
 
 @dataclass
 class RayOptions:
@@ -75,6 +83,12 @@ class RayOptions:
     """CPUs of the local instance (ignored when joining a cluster)."""
     cpus_per_task: int = 1
     mem_per_cpu_gb: float = 1
+
+    def validate(self) -> None:
+        if self.num_cpus is not None:
+            _at_least("num_cpus", self.num_cpus, 1)
+        _at_least("cpus_per_task", self.cpus_per_task, 1)
+        _positive("mem_per_cpu_gb", self.mem_per_cpu_gb)
 
 
 @dataclass
@@ -90,8 +104,7 @@ class ExecutorOptions:
     ray: RayOptions = field(default_factory=RayOptions)
 
     def validate(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        _at_least("workers", self.workers, 1)
 
 
 @dataclass
@@ -108,8 +121,14 @@ class SourceOverride:
     """Read another repo laid out the same way (e.g. a mirror of The Pile)."""
 
     def validate(self) -> None:
-        if self.tasks is not None and self.tasks < 1:
-            raise ValueError(f"tasks must be >= 1, got {self.tasks}")
+        if self.tasks is not None:
+            _at_least("tasks", self.tasks, 1)
+        if self.allow_patterns is not None and (not self.allow_patterns or not all(self.allow_patterns)):
+            raise ValueError(f"allow_patterns = {self.allow_patterns!r}: give at least one non-empty pattern, "
+                             f"e.g. [\"data/*.parquet\"], or leave the key out for the source's own")
+        for key in ("revision", "repo_id"):
+            if getattr(self, key) == "":
+                raise ValueError(f"{key} is empty: give one, or leave the key out for the source's own")
 
 
 @dataclass
@@ -161,6 +180,16 @@ class CorpusConfig:
         return self.overrides.get(source) or SourceOverride()
 
 
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{key} must be >= {low}, got {value}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{key} must be > 0, got {value}")
+
+
 # ---------------------------------------------------------------------------------------------- parsing
 def load_config(path: str | Path, *, registry: dict[str, Any] | None = None,
                 overrides: Iterable[str] = ()) -> CorpusConfig:
@@ -170,9 +199,7 @@ def load_config(path: str | Path, *, registry: dict[str, Any] | None = None,
     """
     overrides = list(overrides)
     raw, sha = load_toml(path, what="corpus config", missing_hint="the shipped ones are in pipeline/configs/")
-    if overrides:
-        raw = apply_overrides(raw, overrides)
-        sha = hashlib.sha256(Path(path).read_bytes() + "".join(f"\n{o}" for o in overrides).encode()).hexdigest()
+    raw = apply_overrides(raw, overrides)
     return parse_config(raw, path=path, sha256=sha, registry=registry, cli_overrides=overrides)
 
 
@@ -186,8 +213,9 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
     known_tables = list(CORE_TABLES) + sorted(sections)
     for key in raw:
         if key not in known_tables:
-            raise ConfigError(f"{path}: unknown table {key!r}{did_you_mean(key, known_tables)} "
-                              f"(known: {', '.join(known_tables)})")
+            arg = next((o for o in cli_overrides or [] if o.startswith(f"--{key}.")), None)
+            raise ConfigError(f"{f'override {arg}: ' if arg else ''}{path}: unknown table {key!r}"
+                              f"{did_you_mean(key, known_tables)} (known: {', '.join(known_tables)})")
 
     if "corpus" not in raw:
         raise ConfigError(f"{path}: missing [corpus] table (at least: name = \"...\")")
@@ -237,6 +265,13 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
     for section, cls in sections.items():
         if cls.Options is not None:
             options[section] = from_table(cls.Options, raw.get(section, {}), source=path, where=section)
+    # a stage that reads another stage's documents (input_stage) needs that stage in the DAG
+    for section, opts in options.items():
+        stage = getattr(opts, "input_stage", None)
+        users = [n for n in corpus.stages if STAGES[n].section == section]
+        if stage is not None and users and stage not in corpus.stages:
+            raise ConfigError(f"{path}: [{section}] input_stage = {stage!r} is not one of [corpus] stages "
+                              f"({', '.join(corpus.stages)}){did_you_mean(stage, corpus.stages)}")
 
     return CorpusConfig(path=path, sha256=sha256, corpus=corpus, executor=executor, sources=sources,
                         overrides=overrides, chat_template=chat_template, options=options, raw=raw,
@@ -263,7 +298,8 @@ def _known_sources() -> list[str]:
 def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where: str = "[corpus] sources") -> None:
     if registry is not None:
         if name not in registry:
-            raise ConfigError(f"{path}: {where}: unknown source {name!r}; known sources: {', '.join(registry)}")
+            raise ConfigError(f"{path}: {where}: unknown source {name!r}{did_you_mean(name, registry)}; "
+                              f"known sources: {', '.join(registry)}")
         return
     from pipeline.sources import UnknownSourceError, get_source
 

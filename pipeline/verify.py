@@ -7,8 +7,9 @@ Checks: manifest keys and format version; tokenizer.json sha256 and vocab size; 
 Arrow IPC file format, uncompressed and memory-mapped without copies; schema (``input_ids`` list of the
 manifest's dtype) and metadata (format version, tokenizer sha256, vocab size, eos id, dtype); every document
 non-empty and ending with EOS;
-per part, split and source the document and token counts; per source the accounting chain (each stage
-balances, feeds the next, and the last stage's output equals the documents in the shards).
+per part, split and source the document and token counts; no part file the manifest does not list; per
+source the accounting chain (each stage balances, feeds the next, and the last stage's output equals the
+documents in the shards).
 Prints a table per source and split, then each problem; exits 0 when there is none, 1 otherwise.
 """
 
@@ -138,6 +139,12 @@ def verify(root: Path, deep: bool = False, out=sys.stdout) -> list[str]:
                 raise AccountingError(f"{name}: last stage's docs_out {accs[-1].docs_out} != {n_docs} in the shards")
         except (AccountingError, KeyError) as e:
             bad.append(str(e))
+    listed = {str(root / part["path"]) for src in man["sources"].values() for sp in src.get("splits", {}).values()
+              for part in sp.get("parts", [])}
+    for name in sorted(man["sources"]):
+        for p in sorted((root / name).rglob("*.arrow")):
+            if str(p) not in listed:
+                bad.append(f"{p}: not in the manifest (left by an earlier build?); delete it, or rebuild the corpus")
     w = max([len(r[0]) for r in rows] + [6])
     print(f"{'source':<{w}}  split  parts        docs          tokens", file=out)
     for name, split, n_parts, docs, toks in rows:

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import hub
 from pipeline.dag import build
-from tests.corpus_kit.fake_hub import SHA, FakeHub
+from tests.corpus_kit.fake_hub import FakeHub
 from tests.corpus_kit.fake_sources import REGISTRY, docs_of, write_config
 
 def _hub_config(root: Path, server: FakeHub, extra: str = "") -> Path:
@@ -33,14 +33,14 @@ def test_snapshot_and_stream_from_hub_equal_the_mirror(fake_hub, tmp_path):
 
     work = hub_root / "work"
     listing = json.loads((work / "alpha/download/files.json").read_text())
-    assert listing["mode"] == "hub" and listing["commit"] == SHA
+    assert listing["mode"] == "hub" and listing["commit"] == server.commit("fake/alpha")
     assert [f["relpath"] for f in listing["files"]] == [f"data/part-{i}.jsonl" for i in range(3)]
     for f in listing["files"]:  # snapshot_download put the files in the stage folder, byte for byte
         assert Path(f["path"]).read_bytes() == (mirror / "fake/alpha" / f["relpath"]).read_bytes()
     assert not (work / "alpha/download/files/README.md").exists()  # allow_patterns reached the hub
     stream = json.loads((work / "beta/download/files.json").read_text())
     assert stream["mode"] == "stream"
-    assert stream["files"][0]["path"] == f"hf://datasets/fake/beta@{SHA}/data/only.jsonl"
+    assert stream["files"][0]["path"] == f"hf://datasets/fake/beta@{server.commit('fake/beta')}/data/only.jsonl"
     assert not (work / "beta/download/files").exists()  # streamed: nothing downloaded up front
     assert not list((work / "_scratch").rglob("*.jsonl"))  # and the fetched file was removed after reading
     assert any(r.startswith("GET /datasets/fake/alpha/resolve/") for r in server.requests)
@@ -56,24 +56,26 @@ def test_snapshot_and_stream_from_hub_equal_the_mirror(fake_hub, tmp_path):
         b = json.loads((mirror_root / "work" / src / "format/_DONE.json").read_text())["accounts"]
         assert a == b
 
-    # a rerun asks the hub nothing: every unit is done
+    # a rerun downloads nothing: it only lists each repo again to see that its files are still the same
     n = len(server.requests)
     assert {o.state for o in build(cfg, registry=REGISTRY, progress=False)} == {"cached"}
-    assert len(server.requests) == n
+    again = server.requests[n:]
+    assert again and all(r.startswith("GET /api/datasets/") for r in again), again
 
 
 def test_snapshot_resumes_and_reports_missing_repo(fake_hub, tmp_path):
     server, mirror = fake_hub
     local = tmp_path / "dl"
-    files = hub.snapshot("fake/alpha", "dataset", SHA, ["data/*.jsonl"], local, endpoint=server.url,
+    sha = server.commit("fake/alpha")
+    files = hub.snapshot("fake/alpha", "dataset", sha, ["data/*.jsonl"], local, endpoint=server.url,
                          retries=0, backoff_s=0)
     assert len(files) == 3
     # a file lost mid-way is fetched again, the others are not
     (local / "data/part-1.jsonl").unlink()
     before = [r for r in server.requests if r.startswith("GET") and "/resolve/" in r]
-    hub.snapshot("fake/alpha", "dataset", SHA, ["data/*.jsonl"], local, endpoint=server.url, retries=0,
+    hub.snapshot("fake/alpha", "dataset", sha, ["data/*.jsonl"], local, endpoint=server.url, retries=0,
                  backoff_s=0)
     after = [r for r in server.requests if r.startswith("GET") and "/resolve/" in r][len(before):]
-    assert after == [f"GET /datasets/fake/alpha/resolve/{SHA}/data/part-1.jsonl"]
+    assert after == [f"GET /datasets/fake/alpha/resolve/{sha}/data/part-1.jsonl"]
     with pytest.raises(hub.DownloadError, match=r"(?s)fake/nope.*RepositoryNotFoundError.*Check the repo id"):
         hub.resolve_commit("fake/nope", "dataset", "main", endpoint=server.url, retries=0)

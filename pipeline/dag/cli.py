@@ -5,8 +5,9 @@
     python -m pipeline status pipeline/configs/sample.toml                       # per source and stage
 
 Overrides are applied to the config file before it is read (``pipeline.config``). Exit status: 0 when every
-unit is done (or submitted to Slurm), 1 when a task failed (each is listed with its message and log file),
-2 when the config or the work folder cannot be used.
+unit is done (or submitted to Slurm), 1 when a task failed on the data (each is listed with its message and
+log file), 2 when the config cannot be used, an input folder is missing, or the disk failed (ENOSPC, EROFS,
+EACCES, a vanished file: the path, what the error means and the fix; never a traceback).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import shutil
 import sys
 import time
+
+from jetmoe_core.io import IOFault
 
 from pipeline.config import ConfigError, load_config
 from pipeline.dag.plan import BuildError, make_plan
@@ -54,6 +57,9 @@ def build_main(argv: list[str] | None = None) -> int:
     except (ConfigError, BuildError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the work folder itself (an IOFault is explained already)
+        print(f"error: {IOFault.from_os_error(e, 'building the corpus', e.filename)}", file=sys.stderr)
+        return 2
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.state] = counts.get(o.state, 0) + 1
@@ -69,6 +75,12 @@ def build_main(argv: list[str] | None = None) -> int:
         print(f"submitted to Slurm; when the jobs have ended run `python -m pipeline build {args.config}` again "
               f"to check them and write the accounting (`python -m pipeline status {args.config}` shows progress)")
     report = failure_report(outcomes)
+    faults = [f["error"] for o in outcomes if o.io_fault for f in o.failures if f.get("io")]
+    if faults:  # the disk, not the data: say what and where, and stop with the documented status
+        print("\nFAILED:\n" + report, file=sys.stderr)
+        print(f"\nerror: {faults[0]}\nfix that and run the same command again: finished work is kept, and "
+              f"nothing half-written is used.", file=sys.stderr)
+        return 2
     if report:
         print("\nFAILED:\n" + report, file=sys.stderr)
         print("\nfix or delete the files named above and run the same command again: finished work is kept.",
@@ -86,8 +98,13 @@ def status_main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = status_rows(plan)
+    notes: list[str] = []
+    rows = status_rows(plan, notes)
     print(table(["source", "stage", "state", "tasks", "docs", "bytes"], rows, right={3, 4, 5}))
+    for note in notes:
+        print(f"  {note}")
     states = [r[2] for r in rows]
-    print(f"\n{states.count('done')}/{len(states)} done; work dir {cfg.work_dir}")
+    print(f"\n{states.count('done')}/{len(states)} done; work dir {cfg.work_dir}"
+          + ("" if states.count("done") == len(states) else f"; `python -m pipeline build {' '.join([args.config, *args.overrides])}` "
+             "runs what is not done"))
     return 0

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+from jetmoe_core.io import IOFault
+
 from pipeline.dag.plan import BuildError
 
 PR_SET_PDEATHSIG = 1
@@ -74,9 +76,13 @@ def build_lock(work_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the work folder for the whole build (see the module docstring)."""
     import fcntl
 
-    work_dir.mkdir(parents=True, exist_ok=True)
     lock_path = work_dir / ".build.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise IOFault.from_os_error(e, "creating the work folder (to use another one: [corpus] work_dir, or "
+                                       "--corpus.work_dir=<folder>)", e.filename or work_dir) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

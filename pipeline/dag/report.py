@@ -15,7 +15,8 @@ import json
 from jetmoe_core import shards as contract
 
 from pipeline.dag.plan import Plan
-from pipeline.dag.records import DONE, STARTED, Outcome, dir_bytes, read_json, source_accounts, unit_fingerprint
+from pipeline.dag.records import (DONE, STARTED, Outcome, dir_bytes, not_done_reason, read_json, source_accounts,
+                                  unit_fingerprint, unit_inputs)
 
 
 def _fmt_int(n: int | None) -> str:
@@ -73,12 +74,20 @@ def summary(plan: Plan) -> str:
                  rows, right={1, 2, 3, 4, 5, 6})
 
 
-def status_rows(plan: Plan) -> list[list[str]]:
+def status_rows(plan: Plan, notes: list[str] | None = None) -> list[list[str]]:
+    """One row per unit (per member for group stages): source, stage, state, tasks, docs, bytes. The state
+    is the runner's own verdict (``records.not_done_reason``): "done" only while the unit's record holds,
+    else "pending", "stale", "inputs changed", "outputs missing", "outputs changed", "listing changed", ...,
+    or "running/partial" / "failed (n)" for a unit that started; ``notes`` gets the details."""
     rows = []
     cache: dict[str, str] = {}
     for unit in plan.units:
         stage = plan.instance(unit)
         fp = unit_fingerprint(plan, unit, cache)
+        try:
+            reason = not_done_reason(stage, fp, unit_inputs(plan, unit))
+        except Exception as e:  # noqa: BLE001 - a check that cannot run (the hub unreachable) is reported
+            reason = f"cannot check: {type(e).__name__}: {e}"
         done = read_json(stage.output_dir / DONE)
         started = read_json(stage.output_dir / STARTED)
         tasks_done = tasks_total = 0
@@ -96,10 +105,14 @@ def status_rows(plan: Plan) -> list[list[str]]:
                 steps = steps["stats"] if isinstance(steps, dict) and "stats" in steps else steps
                 if steps:
                     partial_docs += _stat_total(steps[-1])
-        if done and done.get("fingerprint") == fp:
+        if reason is None:
             state = "done"
-        elif done or started:
-            state = "stale" if (started or done).get("fingerprint") != fp else "running/partial"
+        elif done:  # finished once, but its record no longer holds
+            state = reason.split(":")[0]
+            if notes is not None and ":" in reason:
+                notes.append(f"{unit.id}: {reason}")
+        elif started:
+            state = "stale" if started.get("fingerprint") != fp else "running/partial"
         else:
             state = "pending"
         if not job_dirs:
@@ -145,9 +158,10 @@ def failure_report(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         if o.state == "failed":
             for f in o.failures:
-                rank = f"task {f['rank']}" if f.get("rank") is not None else "plan"
+                where = " ".join(x for x in (f.get("job"), f"task {f['rank']}" if f.get("rank") is not None
+                                             else None) if x)
                 log = f"\n      log: {f['log']}" if f.get("log") else ""
-                lines.append(f"  {o.unit} [{f.get('job', '')} {rank}]: {f['error']}{log}")
+                lines.append(f"  {o.unit}{f' [{where}]' if where else ''}: {f['error']}{log}")
     blocked = [o.unit for o in outcomes if o.state == "blocked"]
     if blocked:
         lines.append(f"  skipped because an earlier unit failed: {', '.join(blocked)}")

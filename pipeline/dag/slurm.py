@@ -15,7 +15,8 @@ from typing import Any
 
 from pipeline.dag.executors import incomplete_ranks, make_executor
 from pipeline.dag.plan import Plan
-from pipeline.dag.records import STARTED, Outcome, finish, is_done, mark_started, prepare, read_json, unit_fingerprint
+from pipeline.dag.records import (DONE, STARTED, Outcome, finish, is_done, mark_started, prepare, read_json, unit_fingerprint,
+                                  unit_inputs)
 
 
 def submit_slurm(plan: Plan, *, launch: bool = True) -> list[Outcome]:
@@ -39,18 +40,21 @@ def submit_slurm(plan: Plan, *, launch: bool = True) -> list[Outcome]:
     for unit in plan.units:
         stage = plan.instance(unit)
         fp = unit_fingerprint(plan, unit, cache)
-        if is_done(stage, fp):
+        inputs = unit_inputs(plan, unit)
+        if is_done(stage, fp, inputs):
             outcomes.append(Outcome(unit.id, "cached"))
             continue
         deps = [last_job[d] for d in unit.deps if d in last_job]
         started = read_json(stage.output_dir / STARTED)
-        if not deps and started and started.get("fingerprint") == fp:
+        # finalize what the cluster ran since the last build (a unit finalized before, whose record no longer
+        # holds, is cleared and submitted again instead)
+        if not deps and started and started.get("fingerprint") == fp and not (stage.output_dir / DONE).exists():
             jobs = stage.jobs()
             if all(not incomplete_ranks(stage.logs_dir(j.name), j.tasks) for j in jobs):
-                finish(stage, fp)  # the cluster ran it; check and account for it now
+                finish(stage, fp, inputs)  # the cluster ran it; check and account for it now
                 outcomes.append(Outcome(unit.id, "done"))
                 continue
-        prepare(stage, fp)
+        prepare(stage, fp, inputs)
         prev = deps
         mine = []
         for job in stage.jobs():
@@ -70,7 +74,7 @@ def submit_slurm(plan: Plan, *, launch: bool = True) -> list[Outcome]:
                 ex.launch_job()
         for stage, fp, mine in submitted:  # remembered, so that a rerun can tell they are still queued
             ids = [str(ex.job_id) for ex in mine if ex.job_id not in (None, -1)]
-            mark_started(stage, fp, slurm_jobs=ids)
+            mark_started(stage, fp, slurm_jobs=ids, inputs=None)
     plan.slurm_executors = executors  # kept for inspection (tests)
     return outcomes
 

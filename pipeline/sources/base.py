@@ -11,11 +11,12 @@ Records and verdicts (:class:`Row`, :class:`Rejected`, :class:`BadRecord`, :clas
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from datatrove.data import Document
 
@@ -72,6 +73,9 @@ class SourceSpec:
     notes: str = ""
     #: the source bad records count against when it is not this one (a group's catch-all member)
     rejects_to: str | None = None
+    #: for a group: the member a bad record belongs to, read from what of the record is readable (the Pile's
+    #: meta.pile_set_name), or None to count it against ``reject_source``
+    reject_router: Callable[[dict], str | None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z0-9_]+", self.name):
@@ -105,18 +109,44 @@ class SourceSpec:
             return
         for rec in records:
             if isinstance(rec, Rejected):
-                yield rec
+                yield self._routed(rec)
                 continue
             try:
                 yield self.adapter(rec, self, template)
             except BadRecord as bad:
-                yield Rejected(self.reject_source, bad.reason, bad.detail, raw_excerpt(rec.data))
+                yield Rejected(self.reject_source_of(rec.data), bad.reason, bad.detail, raw_excerpt(rec.data))
 
     @property
     def reject_source(self) -> str:
-        """The source a bad record counts against (for the pile group: pile_rest, since an unreadable
-        record cannot be routed by its ``meta.pile_set_name``)."""
+        """The source a bad record counts against when nothing in it names one (for the pile group:
+        pile_rest)."""
         return self.rejects_to or self.name
+
+    def reject_source_of(self, record: Any) -> str:
+        """The source a bad record counts against: the member its own fields name (``reject_router``), if it
+        has readable ones that do, else ``reject_source``."""
+        if self.reject_router is not None and isinstance(record, dict):
+            try:
+                routed = self.reject_router(record)
+            except Exception:  # noqa: BLE001 - a record bad enough to break the router counts as unroutable
+                routed = None
+            if routed:
+                return routed
+        return self.reject_source
+
+    def _routed(self, rej: Rejected) -> Rejected:
+        """A record the file reader rejected (bad UTF-8, wrong type), routed if its text still parses."""
+        if self.reject_router is None or not rej.raw:
+            return rej
+        try:
+            record = json.loads(rej.raw)
+        except ValueError:
+            try:  # a line with bad UTF-8 is kept with its bad bytes as \xNN escapes, which JSON does not have
+                record = json.loads(re.sub(r"\\x[0-9a-f]{2}", "\ufffd", rej.raw))
+            except ValueError:
+                return rej
+        src = self.reject_source_of(record)
+        return rej if src == rej.source else Rejected(src, rej.reason, rej.detail, rej.raw)
 
     def matches(self, relpath: str) -> bool:
         """Whether a repo path is one of this source's files (fnmatch, as huggingface_hub does)."""

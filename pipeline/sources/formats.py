@@ -19,6 +19,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from jetmoe_core.io import IOFault
+
 from pipeline.sources.records import CorruptFileError, Rejected, Row, raw_excerpt
 
 FILE_FORMATS = ("parquet", "jsonl", "json", "json.gz", "jsonl.zst")
@@ -36,8 +38,8 @@ def iter_records(path: str | os.PathLike, relpath: str, file_format: str, *, sou
     path = Path(path)
     try:
         size = path.stat().st_size
-    except OSError as e:
-        raise CorruptFileError(path, f"cannot be opened ({e.strerror or e})") from e
+    except OSError as e:  # the file is not there (it vanished, or the disk failed): not the data's fault
+        raise IOFault.from_os_error(e, "opening", path) from None
     if size == 0:
         raise CorruptFileError(path, "is empty (0 bytes)")
     if file_format == "parquet":
@@ -60,11 +62,18 @@ def _parse_line(line: bytes, relpath: str, lineno: int, source: str) -> Row | Re
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        return Rejected(source, "invalid_json", f"{where}: malformed JSON ({e.msg} at column {e.colno})", raw_excerpt(text))
+        return Rejected(source, "invalid_json", f"{where}: malformed JSON ({_at(e.msg, f'column {e.colno}')})",
+                        raw_excerpt(text))
     if not isinstance(obj, dict):
         return Rejected(source, "wrong_type", f"{where}: record is a JSON {type(obj).__name__}, expected an object",
                         raw_excerpt(text))
     return Row(obj, relpath, lineno, where)
+
+
+def _at(msg: str, place: str) -> str:
+    """json's message and where: some of its messages end in "at" already ("Unterminated string starting
+    at"), the others get one ("Expecting value at column 3")."""
+    return f"{msg} {place}" if msg.endswith(" at") else f"{msg} at {place}"
 
 
 def _line_records(path: Path, relpath: str, file_format: str, source: str) -> Iterator[Row | Rejected]:
@@ -95,7 +104,11 @@ def _gzip_lines(path: Path) -> Iterator[bytes]:
     try:
         with gzip.open(path, "rb") as f:
             yield from f
-    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as e:
+    except OSError as e:
+        if e.errno is not None:  # the disk's error, not the stream's (gzip's own errors carry no errno)
+            raise
+        raise CorruptFileError(path, f"is not a complete gzip stream ({type(e).__name__}: {e})") from e
+    except (EOFError, zlib.error) as e:
         raise CorruptFileError(path, f"is not a complete gzip stream ({type(e).__name__}: {e})") from e
 
 
@@ -193,7 +206,7 @@ def _json_array_items(path: Path) -> Iterator[Any]:
 
     def bad(what: str):
         line = line_base + buf.count("\n", 0, pos) + 1
-        return CorruptFileError(path, f"is not valid JSON ({what} at line {line})")
+        return CorruptFileError(path, f"is not valid JSON ({_at(what, f'line {line}')})")
 
     with open(path, "rb") as f:
         if skip_ws(f) != "[":

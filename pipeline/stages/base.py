@@ -110,6 +110,9 @@ class Stage(ABC):
     #: ``Options`` dataclass (unknown keys are errors that name the key); ``None`` if it takes none
     section: ClassVar[str | None] = None
     Options: ClassVar[type | None] = None
+    #: True when a rerun must keep the unit's files because its job brings them up to date in place (a hub
+    #: download resumes and fetches only what is missing); the runner then clears only the task markers
+    repairs_in_place: ClassVar[bool] = False
 
     def __init__(self, ctx: StageContext, source: str | None = None):
         if self.scope in ("source", "group") and source is None:
@@ -168,6 +171,27 @@ class Stage(ABC):
         """More keys for the unit's ``_DONE.json``, written after ``accounts()``. Default: none. It must not
         rely on ``accounts()`` having run in the same process (the runner may call either alone)."""
         return {}
+
+    def output_paths(self) -> list[Path]:
+        """Every folder or file this unit writes, its own folder first. The runner lists the files in them in
+        ``_DONE.json`` (name, size; sha256 of the small ones), checks them on every build and ``status``
+        (missing or changed files rerun the unit), and clears them before a rerun. Default: the unit's
+        folder, plus each member's folder for a group stage; a stage writing elsewhere adds those paths."""
+        paths = [self.output_dir]
+        if self.scope == "group":
+            paths += [self.ctx.dir(self.name, m) for m in self.members if self.ctx.dir(self.name, m) not in paths]
+        return paths
+
+    def preflight(self) -> str | None:
+        """A problem that must stop the whole build before any unit runs (an input folder that does not
+        exist), as one line naming the path and the fix; or ``None``. Default: ``None``."""
+        return None
+
+    def stale_reason(self) -> str | None:
+        """Called on a unit whose record, inputs and outputs all hold: why its outputs no longer stand for
+        what they were made from (a download whose mirror or hub listing changed), or ``None``. Default:
+        ``None``. It must be cheap: it runs on every build and ``status``."""
+        return None
 
     def task_stats(self, job: str) -> list[dict]:
         """The datatrove stats of every finished task of one of this stage's jobs, in rank order."""

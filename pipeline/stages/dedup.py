@@ -27,6 +27,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import xxhash
@@ -51,9 +52,14 @@ class DedupOptions:
     num_buckets: int = 14
     hashes_per_bucket: int = 8
     seed: int = 1
-    word_splitter: str = "regex"
+    word_splitter: Literal["regex", "spacy"] = "regex"
     language: str = "en"
     cross_source: bool = True
+
+    def validate(self) -> None:
+        for key in ("n_grams", "num_buckets", "hashes_per_bucket"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
     def minhash_config(self) -> MinhashConfig:
         return MinhashConfig(n_grams=self.n_grams, num_buckets=self.num_buckets,
@@ -290,6 +296,9 @@ class CrossDedupStage(Stage):
             jobs.append(Job(f"cross_{s}", [docs_reader(src), step, docs_writer(self.ctx.dir("dedup_cross", s))],
                             tasks=n_input_files(src), counts=True))
         return jobs
+
+    def output_paths(self) -> list[Path]:
+        return [self.output_dir, *(self.ctx.dir("dedup_cross", s) for s in self.ctx.sources)]
 
     def accounts(self) -> dict[str, StageAccount]:
         out = {}

@@ -27,7 +27,8 @@ from pipeline.stages.tokenizer import copy_tokenizer
 
 
 def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer_stage: str = "tokenizer",
-                   config_sha256: str = "", eos_token: str = "</s>", bos_token: str = "<s>") -> dict:
+                   config_sha256: str = "", eos_token: str = "</s>", bos_token: str = "<s>",
+                   config_overrides: list[str] | None = None) -> dict:
     root = Path(ctx.shards_dir)
     tok_src = ctx.dir(tokenizer_stage) / contract.TOKENIZER
     if not tok_src.is_file():
@@ -40,6 +41,8 @@ def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer
            "tokenizer": {"path": contract.TOKENIZER, "sha256": sha256_file(root / contract.TOKENIZER),
                          "vocab_size": vocab, "bos_id": tok.token_to_id(bos_token), "eos_id": tok.token_to_id(eos_token)},
            "sources": {}}
+    if config_overrides:  # the --section.key=value overrides the build ran with, beside the file's sha256
+        man["config_overrides"] = list(config_overrides)
     for source in ctx.sources:
         splits = {"train": {"n_docs": 0, "n_tokens": 0, "parts": []}, "val": {"n_docs": 0, "n_tokens": 0, "parts": []}}
         parts_dir = ctx.dir(shard_stage, source) / "_parts"
@@ -74,14 +77,16 @@ class WriteManifest(PipelineStep):
     type = "💽 - WRITER"
     name = "📜 manifest"
 
-    def __init__(self, ctx, stages: list[str], config_sha256: str, eos_token: str, bos_token: str):
+    def __init__(self, ctx, stages: list[str], config_sha256: str, eos_token: str, bos_token: str,
+                 config_overrides: list[str] | None = None):
         super().__init__()
         self.ctx, self.stages, self.config_sha256 = ctx, stages, config_sha256
-        self.eos_token, self.bos_token = eos_token, bos_token
+        self.eos_token, self.bos_token, self.config_overrides = eos_token, bos_token, config_overrides
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         man = build_manifest(self.ctx, self.stages, config_sha256=self.config_sha256,
-                             eos_token=self.eos_token, bos_token=self.bos_token)
+                             eos_token=self.eos_token, bos_token=self.bos_token,
+                             config_overrides=self.config_overrides)
         write_manifest(Path(self.ctx.shards_dir) / contract.MANIFEST, man)
         return
         yield
@@ -99,7 +104,17 @@ class ManifestStage(Stage):
         stages = list(getattr(getattr(cfg, "corpus", None), "stages", None) or STAGES)
         tok = self.ctx.options.get("tokenizer")
         return [Job("manifest", [WriteManifest(self.ctx, stages, getattr(cfg, "sha256", ""),
-                                               getattr(tok, "eos_token", "</s>"), getattr(tok, "bos_token", "<s>"))])]
+                                               getattr(tok, "eos_token", "</s>"), getattr(tok, "bos_token", "<s>"),
+                                               getattr(cfg, "cli_overrides", None))])]
+
+    def fingerprint_extra(self) -> dict:
+        # the manifest records the config's sha256 and overrides: a changed config rewrites it
+        cfg = self.ctx.config
+        return {"config_sha256": getattr(cfg, "sha256", ""), "overrides": getattr(cfg, "cli_overrides", None)}
+
+    def output_paths(self) -> list[Path]:
+        root = Path(self.ctx.shards_dir)
+        return [self.output_dir, root / contract.MANIFEST, root / contract.TOKENIZER]
 
     def accounts(self):
         return {}

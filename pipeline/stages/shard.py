@@ -46,8 +46,10 @@ class ShardOptions:
     def __post_init__(self):
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction = {self.val_fraction}: must be in [0, 1)")
-        if self.max_part_mib <= 0 or self.batch_size < 1:
-            raise ValueError("max_part_mib must be > 0 and batch_size >= 1")
+        if not self.max_part_mib > 0:
+            raise ValueError(f"max_part_mib must be > 0, got {self.max_part_mib}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 def is_val(text: str, val_fraction: float) -> bool:
@@ -190,3 +192,6 @@ class ShardStage(Stage):
                            str(self.output_dir / "_parts"), o,
                            eos_token=getattr(tok_opts, "eos_token", "</s>"), bos_token=getattr(tok_opts, "bos_token", "<s>"))
         return [Job("shard", [docs_reader(src), step], tasks=n_input_files(src), counts=True)]
+
+    def output_paths(self) -> list[Path]:
+        return [self.output_dir, Path(self.ctx.shards_dir) / self.source]

@@ -1,6 +1,7 @@
 """A fake Hugging Face hub on 127.0.0.1, so the hub code path runs offline and unchanged.
 
-    with serve(root) as hub:            # root laid out as <repo_id>/<path in repo>, served at commit SHA
+    with serve(root) as hub:            # root laid out as <repo_id>/<path in repo>
+        hub.commit("fake/alpha")        # the repo's commit: a hash of its files, so a change is a new commit
         snapshot_download("fake/alpha", repo_type="dataset", endpoint=hub.url, ...)
         hub.requests                    # ["GET /api/datasets/fake/alpha/revision/main", ...]
         hub.fail_next["revision"] = 1   # answer the next revision request with a 503
@@ -21,11 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
-
-
 class FakeHub(ThreadingHTTPServer):
-    """Serves ``<root>/<repo_id>/<path>`` as dataset repos at one commit (``SHA``)."""
+    """Serves ``<root>/<repo_id>/<path>`` as dataset repos, each at the commit its files hash to (every
+    revision resolves to it, as a branch does to its head)."""
 
     daemon_threads = True
 
@@ -38,6 +37,14 @@ class FakeHub(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def commit(self, repo: str) -> str:
+        h = hashlib.sha1()
+        base = self.root / repo
+        for p in sorted(base.rglob("*")):
+            if p.is_file():
+                h.update(p.relative_to(base).as_posix().encode() + b"\0" + hashlib.sha1(p.read_bytes()).digest())
+        return h.hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
             op = parts[4] if len(parts) > 4 else ""
             sub = "/".join(parts[6:])
             if op == "revision":
-                return self._send_json({"id": repo, "sha": SHA, "private": False,
+                return self._send_json({"id": repo, "sha": self.server.commit(repo), "private": False,
                                         "siblings": [{"rfilename": f} for f in self._files(repo)]})
             if op == "tree":
                 q = urllib.parse.parse_qs(url.query)
@@ -113,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             chunk = data[start:end + 1]
             self.send_response(code)
             self.send_header("ETag", f'"{etag}"')
-            self.send_header("X-Repo-Commit", SHA)
+            self.send_header("X-Repo-Commit", self.server.commit(repo))
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(len(chunk)))
             if code == 206:

@@ -116,3 +116,55 @@ def _gated(row: Row, spec: SourceSpec, _t):
 
 #: alpha's adapter stops at a record starting with "GATE" while $DAG_TEST_GATE names a file that exists
 GATED = {**REGISTRY, "alpha": spec("alpha", "fake/alpha", _gated)}
+
+
+# -- a small real corpus: three of the embedded samples, every stage ------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SMALL_REPOS = {"templategsm": "math-ai/TemplateGSM", "oasst_octopack": "bigcode/oasst-octopack",
+               "magicoder_oss": "ise-uiuc/Magicoder-OSS-Instruct-75K"}
+
+
+def small_corpus_config(root: Path, *, workers: int = 1, minhash: bool = False, extra: str = "") -> Path:
+    """``root/corpus.toml``: the real sources templategsm, oasst_octopack and magicoder_oss read from a copy
+    of their embedded samples in ``root/mirror``, through every stage (download to manifest), with a
+    300-token tokenizer; work in ``root/work``, shards in ``root/shards``. A build takes seconds."""
+    import shutil
+
+    mirror = root / "mirror"
+    for repo in SMALL_REPOS.values():
+        if not (mirror / repo).exists():
+            shutil.copytree(REPO_ROOT / "pipeline/samples" / repo, mirror / repo)
+    cfg = root / "corpus.toml"
+    cfg.write_text(textwrap.dedent(f"""\
+        [corpus]
+        name = "small"
+        work_dir = "{root / 'work'}"
+        shards_dir = "{root / 'shards'}"
+        sources = {json.dumps(list(SMALL_REPOS))}
+        stages = ["download", "format", "filter", "dedup", "dedup_cross", "tokenizer", "shard", "manifest"]
+
+        [executor]
+        kind = "local"
+        workers = {workers}
+
+        [download]
+        mirror_root = "{mirror}"
+
+        [dedup]
+        minhash = {str(minhash).lower()}
+
+        [tokenizer]
+        vocab_size = 300
+
+        [shards]
+        val_fraction = 0.1
+        """) + extra)
+    return cfg
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, by relative path."""
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
