@@ -137,6 +137,25 @@ class FilterOptions:
             if fam not in FAMILIES:
                 raise ValueError(f"[filters.families] {src} = {fam!r}: use one of {FAMILIES}")
 
+    def validate(self) -> None:
+        """Checks the config loader runs when the file is read, so that a bad value never waits for the
+        filter stage to start."""
+        if self.web.word_splitter not in ("regex", "spacy"):
+            raise ValueError(f"[filters.web] word_splitter = {self.web.word_splitter!r}: use \"regex\" or \"spacy\"")
+        for key, cls in (("gopher_quality", GopherQualityFilter), ("gopher_repetition", FastGopherRepetitionFilter),
+                         ("c4", C4QualityFilter), ("fineweb", FineWebQualityFilter)):
+            _check_kwargs(cls, getattr(self.web, key), f"filters.web.{key}")
+        for i, pattern in enumerate(self.chat.broken_patterns):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"[filters.chat] broken_patterns[{i}] = {pattern!r} is not a regex: {e}") from None
+        if not 0 <= self.langid.threshold <= 1:
+            raise ValueError(f"[filters.langid] threshold must be in [0, 1], got {self.langid.threshold}")
+        for fam in self.langid.families:
+            if fam not in FAMILIES:
+                raise ValueError(f"[filters.langid] families lists {fam!r}: use some of {FAMILIES}")
+
 
 class EmptyFilter(BaseFilter):
     name = "∅ empty"
