@@ -112,11 +112,6 @@ def unit_fingerprint(plan, unit, cache: dict[str, str]) -> str:
 HASH_MAX_BYTES = 1 << 20
 
 
-def out_dirs(stage) -> list[Path]:
-    """Where a unit writes (``Stage.output_paths``)."""
-    return list(stage.output_paths())
-
-
 def _is_output(rel: tuple[str, ...]) -> bool:
     # task logs, the records themselves, datatrove's merged stats and hidden files (temp files of atomic
     # writes, huggingface_hub's download metadata) are bookkeeping, not outputs
