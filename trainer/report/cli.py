@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         html = write_html(out / "index.html", run=run, summary=summary, plans=plans, manifest=manifest,
                           rows=rows, corpus_dir=args.corpus, images=[p for _, p, _ in written])
         written.append(("page", html, f"{len(written)} plots, tables: "
-                        + ", ".join(t for t, ok in (("run summary", run), ("mixture plan", plans),
+                        + ", ".join(t for t, ok in (("run summary", run), ("mixture plan", any(p.rows for p in plans)),
                                                     ("corpus accounting", rows)) if ok)))
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -152,8 +152,10 @@ def mixture_plans(run: Run, corpus_dir: str | Path | None) -> list[PhasePlan]:
             plan.tokens = len(run.rows(phase)) * run.batch_tokens
             plan.notes.append(f"no checkpoint with the run config in {run.path}/checkpoints: the phase's tokens are "
                               f"the {plan.tokens:,} logged so far")
-        if plan.tokens is None or not corpus_dir or not mix_path:
-            plan.notes.append("no plan: the run's metrics name no mixture file, corpus or token budget")
+        missing = [what for what, ok in (("mixture file", mix_path), ("token budget", plan.tokens is not None),
+                                         ("corpus (give --corpus)", corpus_dir)) if not ok]
+        if missing:
+            plan.notes.append(f"no plan: the run names no {' and no '.join(missing)}")
             plans.append(plan)
             continue
         try:

@@ -92,7 +92,10 @@ def plot_loss(run: Run, out: Path) -> Path:
         axv.text(0.0, -0.16, f"grey, other: {', '.join(rest)}", transform=axv.transAxes, fontsize=7,
                  color="#666666", va="top", wrap=True)
     texts = {k: (f"{k} {v:.2f}" if k in named or k == "mean" else k) for k, v in ends.items()}
-    axv.set_title(f"val loss per source ({len(named)} by tokens drawn, coloured)", loc="left")
+    axv.set_title("val loss per source" + (f" ({len(named)} by tokens drawn, coloured)" if named else ""), loc="left")
+    if not sources:
+        axv.text(0.5, 0.5, "no val loss logged yet\n(see log.val_every_steps in the run config)", ha="center",
+                 va="center", transform=axv.transAxes, color="#666666")
     fig.canvas.draw()  # label positions need the final axis limits and size
     label_ends(axv, max(vsteps) if vsteps else steps[-1], {k: v for k, v in ends.items() if np.isfinite(v)},
                colours, texts=texts)
@@ -206,7 +209,8 @@ def plot_mixture(run: Run, out: Path) -> Path:
                 label="realised (tokens drawn)")
         for yi, s in zip(y, srcs):
             w, g = want.get(s, 0), got.get(s, 0)
-            ax.text(1.01, yi, f"{_pct(w)} → {_pct(g)}" if g else f"{_pct(w)} → none drawn", va="center",
+            head = f"{_pct(w)} → " if want else "realised "
+            ax.text(1.01, yi, head + (_pct(g) if g else "none drawn"), va="center",
                     ha="left", fontsize=7.5, transform=ax.get_yaxis_transform(), color="black" if g else "#b00000")
         ax.set_xscale("log")
         ax.set_xlim(left, 1.0)
