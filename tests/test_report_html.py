@@ -1,5 +1,5 @@
 """The report's index.html, written by the documented commands (`make report`, which runs
-`python -m trainer report --run ... --corpus ... --out ...`): its tables and escaping, and the page opened in a real headless Chromium: every image loads
+`python -m trainer report --run ... --corpus ... --out ...`, and the corpus-only form): its tables and escaping, and the page opened in a real headless Chromium: every image loads
 (naturalWidth > 0), each table has one row per phase / source, the console shows no error and nothing but
 local files is fetched. The browser check is shown to fail on a page with a missing image.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_report_plots import NASTY, SOURCES, make_report_inputs
+from tests.test_report_plots import NASTY, SOURCES, make_corpus_inputs, make_report_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 PNGS = ["loss", "lr", "expert_load", "mixture", "corpus_tokens", "corpus_drops", "corpus_dedup"]
@@ -87,6 +87,21 @@ def test_page_tables_images_and_escaping(report):
     assert html.escape(NASTY) in text and NASTY not in text
     assert "script" not in page.tags and "http://" not in text and "https://" not in text  # offline page
     assert "<style>" in text and 'rel="stylesheet"' not in text
+
+
+def test_corpus_only_page(tmp_path):
+    """The documented `python -m trainer report --corpus ... --out ...`: the corpus part alone."""
+    corpus = make_corpus_inputs(tmp_path / "corpus")
+    out = tmp_path / "reports" / "sample"
+    r = subprocess.run([sys.executable, "-m", "trainer", "report", "--corpus", str(corpus), "--out", str(out)],
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    page = _Page()
+    page.feed((out / "index.html").read_text())
+    assert {k: (v["tbody"], v["tfoot"]) for k, v in page.tables.items()} == {
+        k: TABLES[k] for k in ("corpus-accounting", "fidelity")}
+    assert page.images == ["corpus_tokens.png", "corpus_drops.png", "corpus_dedup.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(page.images + ["index.html"])
 
 
 # ------------------------------------------------------------------------------------------- browser
