@@ -5,8 +5,8 @@ Every document that enters a stage leaves it exactly one way: kept (``docs_out``
 JSON, missing field, ...). ``docs_in == docs_out + sum(dropped) + sum(rejected)`` always holds, and each
 stage's ``docs_in`` is the previous stage's ``docs_out``. A document a stage changed but kept (control
 characters stripped) is also counted under ``normalised[reason]`` (part of ``docs_out``; the key appears only
-when a stage normalised something). The manifest carries the list of these records
-per source (see the shard contract in the README).
+when a stage normalised something). The manifest carries the list of these records per source (see the shard
+contract in docs/design.md).
 
 Stages report through datatrove's own statistics: a step that removes a document calls
 ``self.stat_update(f"dropped_{reason}")`` or ``self.stat_update(f"rejected_{reason}")`` (datatrove's
