@@ -44,3 +44,14 @@ def test_cli_takes_overrides(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipeline", "status", str(cfg), "--executor.workers=0"], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "workers must be >= 1, got 0" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_documented_override_commands(tmp_path):
+    """docs/corpus.md: overrides on the real config (offline: status plans without the hub) and through make."""
+    r = subprocess.run([sys.executable, "-m", "pipeline", "status", "pipeline/configs/jetmoe.toml",
+                        "--executor.kind=slurm", "--executor.workers=64", f"--corpus.work_dir={tmp_path / 'w'}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "pending" in r.stdout, r.stderr
+    r = subprocess.run(["make", "-n", "corpus", 'ARGS=--executor.workers=4'], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
+    assert "-m pipeline build pipeline/configs/sample.toml --executor.workers=4" in r.stdout, r.stdout + r.stderr
