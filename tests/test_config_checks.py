@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import ConfigError, load_config
-from tests.corpus_kit.fake_sources import REGISTRY, write_config
-
-ALL_STAGES = '["download", "format", "filter", "dedup", "dedup_cross", "tokenizer", "shard", "manifest"]'
+from tests.corpus_kit.fake_sources import ALL_STAGES, REGISTRY, write_config
 
 CASES = [
     ('[executor.slurm]\ntime = "12h"', r"\[executor.slurm\] time = '12h' is not a Slurm time limit"),
@@ -32,8 +30,8 @@ CASES = [
 @pytest.mark.parametrize("extra, error", CASES, ids=[c[0].split("\n")[1].split(" ")[0] + "@" + c[0].split("]")[0][1:]
                                                      for c in CASES])
 def test_bad_value_is_refused_when_read(tmp_path, extra, error):
-    cfg = write_config(tmp_path, tmp_path)
-    text = cfg.read_text().replace('stages = ["download", "format"]', f"stages = {ALL_STAGES}")
+    text = write_config(tmp_path, tmp_path, stages=ALL_STAGES).read_text()
+    cfg = tmp_path / "corpus.toml"
     header, lines = extra.split("\n", 1)
     cfg.write_text(text.replace(header + "\n", extra + "\n") if header + "\n" in text else text + "\n" + extra + "\n")
     with pytest.raises(ConfigError, match=error) as e:

@@ -31,7 +31,7 @@ def clean(tmp_path_factory):
     """A clean build of the small corpus (two workers, so some tasks run in forked pool workers): its root,
     config, the number of write operations of its build process, and the digest of its shards."""
     root = tmp_path_factory.mktemp("faults")
-    cfg = small_corpus_config(root, workers=2, extra="\n[format]\ntasks = 2\n")
+    cfg = small_corpus_config(root, workers=2, tasks=2)
     n, r = count_writes(cfg, state_dir=root / "state", root=root)
     assert r.returncode == 0, r.stderr[-3000:]
     return root, cfg, n, tree_digest(root / "shards")

@@ -67,8 +67,11 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+ALL_STAGES = ["download", "format", "filter", "dedup", "dedup_cross", "tokenizer", "shard", "manifest"]
+
+
 def write_config(root: Path, mirror: Path, *, sources='"all"', executor='kind = "local"\nworkers = 1',
-                 tasks: int = 2, extra: str = "") -> Path:
+                 tasks: int = 2, extra: str = "", stages: list[str] = ("download", "format")) -> Path:
     cfg = root / "corpus.toml"
     cfg.write_text(textwrap.dedent(f"""\
         [corpus]
@@ -76,7 +79,7 @@ def write_config(root: Path, mirror: Path, *, sources='"all"', executor='kind = 
         work_dir = "{root / 'work'}"
         shards_dir = "{root / 'shards'}"
         sources = {sources}
-        stages = ["download", "format"]
+        stages = {json.dumps(list(stages))}
 
         [executor]
         """) + executor + textwrap.dedent(f"""
@@ -124,7 +127,8 @@ SMALL_REPOS = {"templategsm": "math-ai/TemplateGSM", "oasst_octopack": "bigcode/
                "magicoder_oss": "ise-uiuc/Magicoder-OSS-Instruct-75K"}
 
 
-def small_corpus_config(root: Path, *, workers: int = 1, minhash: bool = False, extra: str = "") -> Path:
+def small_corpus_config(root: Path, *, workers: int = 1, minhash: bool = False, tasks: int = 1,
+                        extra: str = "") -> Path:
     """``root/corpus.toml``: the real sources templategsm, oasst_octopack and magicoder_oss read from a copy
     of their embedded samples in ``root/mirror``, through every stage (download to manifest), with a
     300-token tokenizer; work in ``root/work``, shards in ``root/shards``. A build takes seconds."""
@@ -134,32 +138,10 @@ def small_corpus_config(root: Path, *, workers: int = 1, minhash: bool = False, 
     for repo in SMALL_REPOS.values():
         if not (mirror / repo).exists():
             shutil.copytree(REPO_ROOT / "pipeline/samples" / repo, mirror / repo)
-    cfg = root / "corpus.toml"
-    cfg.write_text(textwrap.dedent(f"""\
-        [corpus]
-        name = "small"
-        work_dir = "{root / 'work'}"
-        shards_dir = "{root / 'shards'}"
-        sources = {json.dumps(list(SMALL_REPOS))}
-        stages = ["download", "format", "filter", "dedup", "dedup_cross", "tokenizer", "shard", "manifest"]
-
-        [executor]
-        kind = "local"
-        workers = {workers}
-
-        [download]
-        mirror_root = "{mirror}"
-
-        [dedup]
-        minhash = {str(minhash).lower()}
-
-        [tokenizer]
-        vocab_size = 300
-
-        [shards]
-        val_fraction = 0.1
-        """) + extra)
-    return cfg
+    return write_config(root, mirror, sources=json.dumps(list(SMALL_REPOS)), stages=ALL_STAGES, tasks=tasks,
+                        executor=f'kind = "local"\nworkers = {workers}',
+                        extra=f"\n[dedup]\nminhash = {str(minhash).lower()}\n\n[tokenizer]\nvocab_size = 300\n"
+                              f"\n[shards]\nval_fraction = 0.1\n" + extra)
 
 
 def tree_digest(root: Path) -> dict[str, str]:
