@@ -12,12 +12,12 @@
         prepare(stage, fp, inputs)  # clears what no longer holds; a killed run of the same settings resumes
         ...run the stage's jobs...
         finish(stage, fp, inputs)   # accounts, checked, then _DONE.json (atomically)
+    source_accounts(ctx, stages, "pile_arxiv")   # that source's account of every finished stage, DAG order
 
 A unit is done only while its record holds: the stage version and the fingerprint of the config values it
 depends on are the same, the records of the units it read are the same (an upstream rerun that changed
 nothing reruns nothing), every output file it listed is there with the same size (and sha256, for files up
 to 1 MiB), and the stage's own check passes (a download re-lists its mirror or hub).
-    source_accounts(ctx, stages, "pile_arxiv")   # that source's account of every finished stage, DAG order
 
 The runner, ``status``, the build summary and the manifest stage all read the records through this module,
 so they cannot disagree about what is done or about a source's accounting.
