@@ -109,17 +109,11 @@ class Display:
 
     @contextlib.contextmanager
     def job(self, stage, job, index: int, n_jobs: int) -> Iterator[None]:
-        """Poll the job's progress while the block runs (no thread when disabled)."""
+        """Poll the job's progress in a thread while the block runs (nothing when disabled)."""
         if not self.enabled:
             yield
             return
-        logs = stage.logs_dir(job.name)
-        docs_total, input_total = job_totals(stage.ctx, job)
-        cache: dict = {}
-        start = read_job(logs, job.tasks, cache)
-        label = f"{job.name} {index + 1}/{n_jobs}" if n_jobs > 1 else ""
-        state = _Job(label, logs, job.tasks, docs_total, input_total, start, time.monotonic(), start, cache,
-                     printed_t=self.unit_t0)
+        state = self.start_job(stage, job, index, n_jobs)
         stop = threading.Event()
         period = TTY_REFRESH_S if self.tty else max(0.05, min(self.interval, 2.0))
         thread = threading.Thread(target=self._poll_loop, args=(state, stop, period), name="build-progress",
@@ -131,6 +125,16 @@ class Display:
             stop.set()
             thread.join()
             self.poll(state)
+
+    def start_job(self, stage, job, index: int, n_jobs: int) -> _Job:
+        """What ``poll`` follows: the job's totals and its progress at the start (tasks finished earlier)."""
+        logs = stage.logs_dir(job.name)
+        docs_total, input_total = job_totals(stage.ctx, job)
+        cache: dict = {}
+        start = read_job(logs, job.tasks, cache)
+        label = f"{job.name} {index + 1}/{n_jobs}" if n_jobs > 1 else ""
+        return _Job(label, logs, job.tasks, docs_total, input_total, start, time.monotonic(), start, cache,
+                    printed_t=self.unit_t0)
 
     def finished(self, unit, outcome) -> None:
         """The unit's line (units that ran), replacing its live line."""
