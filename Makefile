@@ -9,6 +9,7 @@ MODEL ?= tiny
 RUN_DIR ?= runs/$(MODEL)
 LAUNCH ?= $(PY)
 ARGS ?=
+SOURCE ?=
 EXPORT_DIR ?= exports/$(MODEL)
 CORPUS_DIR ?= shards/$(CORPUS)
 REPORT_DIR ?= reports/$(MODEL)
@@ -16,7 +17,10 @@ REPORT_DIR ?= reports/$(MODEL)
 .PHONY: help setup corpus status verify inspect phase1 phase2 export demo test bench report clean
 
 help:
+	@echo "usage: make <target> [VARIABLE=value ...]   e.g. make corpus CORPUS=jetmoe ARGS=--executor.workers=8"
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@echo "variables: CORPUS=$(CORPUS) (pipeline/configs/<CORPUS>.toml, shards/<CORPUS>)  MODEL=$(MODEL)  RUN_DIR=$(RUN_DIR)"
+	@echo "           SOURCE=<source> (inspect)  ARGS=<more arguments: --section.key=value overrides>  LAUNCH=<torchrun ...>"
 
 $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 	@bash scripts/setup_venv.sh
@@ -24,17 +28,17 @@ $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 
 setup: $(VENV)/.installed ## create .venv and install the project (CPU torch unless a CUDA torch is present)
 
-corpus: setup ## build shards/$(CORPUS) from pipeline/configs/$(CORPUS).toml (default: the embedded sample, offline)
+corpus: setup ## build shards/$(CORPUS) from pipeline/configs/$(CORPUS).toml (default: the embedded sample, offline); ARGS=overrides
 	$(PY) -m pipeline build pipeline/configs/$(CORPUS).toml $(ARGS)
 
-status: setup ## show per source and stage: tasks done/total, docs, bytes
-	$(PY) -m pipeline status pipeline/configs/$(CORPUS).toml
+status: setup ## one row per unit of the build of pipeline/configs/$(CORPUS).toml: state, tasks, docs, files, bytes
+	$(PY) -m pipeline status pipeline/configs/$(CORPUS).toml $(ARGS)
 
 verify: setup ## check shards/$(CORPUS) against the shard contract
 	$(PY) -m pipeline verify shards/$(CORPUS)
 
-inspect: setup ## counts, token statistics and a few decoded documents of shards/$(CORPUS)
-	$(PY) -m pipeline inspect shards/$(CORPUS)
+inspect: setup ## counts and token statistics of shards/$(CORPUS); SOURCE=<source> adds a few decoded documents
+	$(PY) -m pipeline inspect shards/$(CORPUS) $(SOURCE)
 
 phase1: setup ## train phase 1 (warmup + stable) of trainer/configs/$(MODEL).toml
 	$(LAUNCH) -m trainer train trainer/configs/$(MODEL).toml --phase 1 --run-dir $(RUN_DIR) $(ARGS)

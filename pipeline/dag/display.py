@@ -176,7 +176,8 @@ class Display:
             tenth = int(frac * 10) if frac is not None else 0
             if key == state.printed_key or key == (state.start.docs, state.start.input_bytes, state.start.tasks_done):
                 return
-            if now - state.printed_t >= self.interval or tenth > state.printed_tenth:
+            # a tenth more (the end is the unit's own line), or the interval since the last line
+            if now - state.printed_t >= self.interval or state.printed_tenth < tenth < 10:
                 print(self.render(state, frac, bar=False), file=self.err, flush=True)
                 state.printed_key, state.printed_t, state.printed_tenth = key, now, tenth
 
