@@ -152,6 +152,9 @@ def test_lines_sum_the_tasks_and_come_every_tenth(tmp_path):
     _task(logs, 0, 500, 5 << 20, done=True)
     _task(logs, 1, 500, 5 << 20, done=True)
     show.poll(state)
+    assert len(out.getvalue().splitlines()) == 1  # the end is the unit's own line, not another tenth
+    show.interval = 0  # a line at every change: the end too, without an ETA
+    show.poll(state)
     last = out.getvalue().splitlines()[-1]
     assert last.startswith("[ 3/12] filter/src  100%  tasks 2/2  1,000 docs  10.0 MiB") and "ETA" not in last
 
@@ -172,3 +175,17 @@ def test_interval_from_the_environment(monkeypatch):
     monkeypatch.setenv(INTERVAL_ENV, "soon")
     with pytest.raises(ConfigError, match="JETMOE_PROGRESS_INTERVAL = 'soon'.*a number >= 0"):
         interval_s()
+
+
+def test_documented_rerun_prints_only_the_units_that_ran(built):
+    """docs/corpus.md: `make corpus 2> build.log` after deleting one source's filter and dedup folders."""
+    import shutil
+
+    root, cfg, _ = built
+    for stage in ("filter", "dedup"):
+        shutil.rmtree(root / "work/templategsm" / stage)
+    r = _cli("build", str(cfg), interval="30")
+    assert r.returncode == 0, r.stderr
+    done = re.findall(r"^\[\s*\d+/18\] (\S+)  done in .*$", r.stderr, re.M)
+    assert done == ["filter/templategsm", "dedup/templategsm"], r.stderr
+    assert "18 units (16 cached, 2 done)" in r.stdout
