@@ -189,3 +189,44 @@ def test_documented_rerun_prints_only_the_units_that_ran(built):
     done = re.findall(r"^\[\s*\d+/18\] (\S+)  done in .*$", r.stderr, re.M)
     assert done == ["filter/templategsm", "dedup/templategsm"], r.stderr
     assert "18 units (16 cached, 2 done)" in r.stdout
+
+
+CHILD = """
+import sys
+from pipeline.dag import build
+from tests.corpus_kit.fake_sources import GATED
+build(sys.argv[1], registry=GATED, progress=False)
+"""
+
+
+def test_status_shows_a_running_unit_from_its_tasks_progress(tmp_path):
+    """A build held inside a task (another terminal, or Slurm): ``status`` shows the unit running with the
+    documents its tasks have read so far, from their progress files."""
+    import signal
+    import time
+
+    from tests.corpus_kit.fake_sources import GATED, make_mirror, write_config
+
+    mirror = make_mirror(tmp_path)
+    part = mirror / "fake/alpha/data/part-1.jsonl"  # rank 1 of alpha's format: two documents, then the gate
+    lines = part.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:2]) + json.dumps({"text": "GATE record"}) + "\n" + "".join(lines[2:]))
+    cfg = write_config(tmp_path, mirror, tasks=2, executor='kind = "local"\nworkers = 2')
+    gate = tmp_path / "gate"
+    gate.touch()
+    env = {**os.environ, "DAG_TEST_GATE": str(gate), "PYTHONPATH": str(REPO), INTERVAL_ENV: "0"}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg)], cwd=REPO, env=env)
+    try:
+        rank0 = tmp_path / "work/alpha/format/_logs/format/completions/00000"
+        deadline = time.monotonic() + 120  # a hang guard only: the test never passes or fails on timing
+        while not (Path(f"{gate}.reached").exists() and rank0.exists()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the build never reached the gate"
+            time.sleep(0.05)
+        rows = {r.unit: r for r in status_rows(make_plan(load_config(cfg, registry=GATED), GATED))}
+        # rank 0 read part-0 and part-2 (4 documents each), rank 1 two documents of part-1 before the gate
+        alpha = rows["format/alpha"]
+        assert (alpha.state, alpha.tasks_done, alpha.tasks_total, alpha.docs) == ("running/partial", 1, 2, "~10")
+        assert rows["download/alpha"].state == "done" and rows["format/beta"].state == "pending"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -2,7 +2,7 @@
 
     python -m pipeline build  pipeline/configs/sample.toml                       # resumes where it stopped
     python -m pipeline build  pipeline/configs/jetmoe.toml --executor.kind=slurm --executor.workers=64
-    python -m pipeline status pipeline/configs/sample.toml                       # per source and stage
+    python -m pipeline status pipeline/configs/sample.toml                       # one row per unit
 
 Overrides are applied to the config file before it is read (``pipeline.config``). Exit status: 0 when every
 unit is done (or submitted to Slurm), 1 when a task failed on the data (each is listed with its message and
@@ -44,7 +44,9 @@ def _parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Names
 
 def build_main(argv: list[str] | None = None) -> int:
     p = _parser("python -m pipeline build", "Build a corpus (resumes where an earlier run stopped).")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="print no progress, only failures and the summary (progress lines without a terminal "
+                        "come every $JETMOE_PROGRESS_INTERVAL seconds, default 30)")
     p.add_argument("--rebuild", action="store_true", help="forget earlier runs: delete the work folder first")
     args = _parse(p, argv)
     try:

@@ -9,13 +9,14 @@
 
 On a terminal (stderr is a TTY) one live line is redrawn twice a second::
 
-    [ 22/107] filter/refinedweb   37%|███████▍            | 645 docs  0.8 MiB  0.4 MiB/s  ETA 0:05
+    [ 39/107] filter/refinedweb   52%|██████████▉          |  910 docs  767.4 KiB  212.2 KiB/s  ETA 0:03
 
 Without one (CI, logs, Slurm) the same line is printed as a plain line every ``$JETMOE_PROGRESS_INTERVAL``
 seconds (30 by default) or when the unit passes another tenth of its work, only when something changed,
 never with carriage returns. In both modes every unit that ran ends with a line that stays::
 
-    [ 22/107] filter/refinedweb  done in 4.2s: 1,739 docs in, 468 out; 2.3 MiB of text read; 1 file, 149.7 KiB
+    [ 39/107] filter/refinedweb  16%  279 docs  227.8 KiB  111.3 KiB/s  ETA 0:11
+    [ 39/107] filter/refinedweb  done in 5.9s: 1,739 docs in, 468 out; 1.5 MiB of text read; 1 file, 149.7 KiB
 
 The percentage and ETA are the job's: documents read out of those the upstream record counts, else input
 bytes read out of the download listing's, else tasks done (``progress.job_totals``). The rate is the text's
@@ -76,6 +77,9 @@ class _Job:
 
 
 class Display:
+    """The build's console while it runs (see the module docstring). ``stream``, ``tty`` and ``interval``
+    default to stderr, whether it is a terminal, and ``$JETMOE_PROGRESS_INTERVAL``."""
+
     def __init__(self, plan, *, enabled: bool = True, stream=None, tty: bool | None = None,
                  interval: float | None = None):
         self.plan = plan
@@ -166,7 +170,10 @@ class Display:
     def poll(self, state: _Job) -> None:
         """Read the job's progress once and show it (a live line, or a plain line when one is due)."""
         with _LOCK:
-            state.now = read_job(state.logs, state.tasks, state.cache)
+            try:
+                state.now = read_job(state.logs, state.tasks, state.cache)
+            except OSError:  # the logging dir changing under us (a task creating its folders): next poll
+                return
             frac = fraction(state, state.now)
             if self.tty:
                 self._draw(self.render(state, frac, bar=True))

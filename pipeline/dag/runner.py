@@ -9,7 +9,8 @@ job of it runs with the configured executor, every task is checked for its compl
 accounting is collected and ``_DONE.json`` written last. A failed task fails its unit only: units that need it
 are ``blocked``, everything else runs. An I/O fault (a full or read-only disk, a vanished file), in this
 process or in a task, stops the build: its outcome carries the explained error (path, errno, fix). With
-``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``).
+``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``). While a job runs, the
+build shows its tasks' progress (``pipeline.dag.display``; ``progress=False`` shows only failures).
 """
 
 from __future__ import annotations
