@@ -194,3 +194,43 @@ def test_block(block: Block, request):
     assert r.returncode == 0, (f"{block.id}: the ```{block.lang} block exited {r.returncode}\n--- block\n"
                                f"{block.code}--- output\n{(r.stdout + r.stderr)[-6000:]}")
 
+
+def _required_options(usage: str) -> set[str]:
+    """The --options an argparse usage line requires: those outside every [...] group."""
+    text, prev = usage, None
+    while text != prev:
+        prev, text = text, re.sub(r"\[[^\[\]]*\]", "", text)
+    return set(re.findall(r"(?<![\w-])--[a-z][\w-]*", text))
+
+
+@pytest.mark.parametrize("package", ["trainer", "pipeline"])
+def test_top_level_help_shows_required_options(package, capsys):
+    """`python -m <package> --help` names, for each command, every option that command requires."""
+    import importlib
+
+    cli = importlib.import_module(f"{package}.__main__")
+    assert cli.main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for command in cli.COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([command, "--help"])
+        assert exit_.value.code == 0
+        usage = capsys.readouterr().out.split("\n\n")[0]
+        shown = " ".join(l for l in top.splitlines() if re.search(rf"-m {package} {re.escape(command)}\s", l))
+        assert shown, f"`python -m {package} --help` does not show the command {command!r}"
+        missing = _required_options(usage) - set(re.findall(r"--[a-z][\w-]*", shown))
+        assert not missing, (f"`python -m {package} --help` hides that {command!r} requires {sorted(missing)}; "
+                             f"its usage: {usage}")
+
+
+def test_make_help_matches_inspect():
+    """`make help` promises decoded documents from inspect only with SOURCE=, and SOURCE reaches inspect."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_VARS and not k.startswith("MAKE")}
+    help_ = subprocess.run(["make", "-s", "help"], cwd=REPO, env=env, capture_output=True, text=True).stdout
+    line = next(l for l in help_.splitlines() if l.startswith("inspect"))
+    assert "decoded" not in line or "SOURCE=" in line, line
+    dry = subprocess.run(["make", "-n", "inspect", "SOURCE=starcoder"], cwd=REPO, env=env, capture_output=True,
+                         text=True).stdout  # -n prints the commands without running them
+    assert re.search(r"-m pipeline inspect shards/sample starcoder\s*$", dry, re.M), dry
