@@ -37,7 +37,7 @@ status: setup ## one row per unit of the build of pipeline/configs/$(CORPUS).tom
 verify: setup ## check shards/$(CORPUS) against the shard contract
 	$(PY) -m pipeline verify shards/$(CORPUS)
 
-inspect: setup ## counts and token statistics of shards/$(CORPUS); SOURCE=<source> adds a few decoded documents
+inspect: setup ## counts and token statistics per source of shards/$(CORPUS); SOURCE=<name> adds decoded documents
 	$(PY) -m pipeline inspect shards/$(CORPUS) $(SOURCE)
 
 phase1: setup ## train phase 1 (warmup + stable) of trainer/configs/$(MODEL).toml

@@ -44,7 +44,7 @@ def test_top_help_names_every_argument_of_each_command(command):
 def test_make_help_shows_the_variables_the_targets_need():
     r = _run("make", "help")
     assert r.returncode == 0, r.stderr
-    assert re.search(r"^inspect .*SOURCE=<source> adds a few decoded documents", r.stdout, re.M), r.stdout
+    assert re.search(r"^inspect .*SOURCE=<name> adds decoded documents", r.stdout, re.M), r.stdout
     assert "usage: make <target> [VARIABLE=value ...]" in r.stdout
     for var in ("CORPUS=", "MODEL=", "RUN_DIR=", "SOURCE=", "ARGS="):
         assert var in r.stdout, var
