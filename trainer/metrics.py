@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
+
+from jetmoe_core.io import write_text_atomic
 
 # Dense bf16 peaks (TFLOP/s) for MFU; sparse figures would halve the MFU's meaning (see OLMo-core PR 511).
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0, "B200": 2250.0}
@@ -76,9 +77,7 @@ class MetricsLog:
         if not self.path.exists():
             return
         keep = [r for r in read_jsonl(self.path) if step and r.get("step", 0) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def write(self, record: dict) -> None:
         if not self.enabled:

@@ -4,8 +4,9 @@
     corpus = Corpus.open("shards/sample")
     corpus.sources, corpus.n_tokens("refinedweb"), corpus.vocab_size
 
-The trainer meets the corpus builder only through these files (README.md, "The shard contract"), so this
-module reads the manifest and the parts itself and never imports `pipeline`.
+The trainer meets the corpus builder only through these files, so this module reads the manifest and the
+parts itself and never imports `pipeline`; the names, columns, metadata keys and dtype rule it checks come
+from `jetmoe_core.shards`, the contract the builder writes by.
 
 Zero copy: a part is an uncompressed Arrow IPC file opened with `pa.memory_map`; the `input_ids` column's
 values buffer is the packed token stream, viewed as a numpy array without reading it. Only the per-document
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from trainer.fileio import sha256_file
-
-SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
-SPLITS = ("train", "val")
-_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+from jetmoe_core import shards
+from jetmoe_core.io import sha256_file
 
 
 class CorpusError(ValueError):
@@ -54,7 +51,7 @@ class Corpus:
         self.root = root
         self.manifest = manifest
         self.fingerprint = hashlib.sha256(manifest_bytes).hexdigest()
-        mpath = root / "manifest.json"
+        mpath = root / shards.MANIFEST
 
         def need(obj, key, kind, where):
             if not isinstance(obj, dict) or key not in obj:
@@ -68,24 +65,25 @@ class Corpus:
 
         self.name = need(manifest, "corpus", str, "")
         self.dtype = need(manifest, "dtype", str, "")
-        if self.dtype not in _DTYPES:
-            raise CorpusError(f"{mpath}: dtype {self.dtype!r} is not one of {sorted(_DTYPES)}; rebuild the corpus")
+        if self.dtype not in shards.DTYPES:
+            raise CorpusError(f"{mpath}: dtype {self.dtype!r} is not one of {sorted(shards.DTYPES)}; rebuild the corpus")
         tok = need(manifest, "tokenizer", dict, "")
         self.tokenizer_path = root / need(tok, "path", str, "tokenizer.")
         self.tokenizer_sha256 = need(tok, "sha256", str, "tokenizer.")
         self.vocab_size = need(tok, "vocab_size", int, "tokenizer.")
         self.eos_id = need(tok, "eos_id", int, "tokenizer.")
         self.bos_id = tok.get("bos_id")
-        if self.dtype == "uint16" and self.vocab_size > 65536:
-            raise CorpusError(f"{mpath}: vocab_size {self.vocab_size} does not fit dtype uint16; rebuild the corpus")
+        if self.dtype != shards.dtype_name(self.vocab_size):
+            raise CorpusError(f"{mpath}: dtype {self.dtype} breaks the dtype rule for vocab_size {self.vocab_size} "
+                              f"({shards.dtype_name(self.vocab_size)}); rebuild the corpus")
         sources = need(manifest, "sources", dict, "")
         self._parts: dict[tuple[str, str], list[Part]] = {}
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}
         for src, entry in sources.items():
-            if not SOURCE_NAME.match(src):
+            if not shards.SOURCE_NAME.match(src):
                 raise CorpusError(f"{mpath}: source name {src!r} must match [a-z0-9_]+")
             splits = need(entry, "splits", dict, f"sources.{src}.")
-            for split in SPLITS:
+            for split in shards.SPLITS:
                 if split not in splits:
                     # A source may legitimately have no val split (too small); treat it as empty.
                     self._parts[(src, split)] = []
@@ -110,7 +108,7 @@ class Corpus:
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Corpus":
         root = Path(path)
-        mpath = root / "manifest.json"
+        mpath = root / shards.MANIFEST
         if not mpath.is_file():
             raise CorpusError(f"{mpath}: no manifest; build the corpus first (`make corpus`) or pass the folder "
                               f"that holds manifest.json")
@@ -127,8 +125,8 @@ class Corpus:
     def _check_source(self, source: str, split: str) -> None:
         if source not in self.sources:
             raise KeyError(f"corpus {self.root}: no source {source!r}; it has: {', '.join(self.sources)}")
-        if split not in SPLITS:
-            raise KeyError(f"split must be one of {SPLITS}, got {split!r}")
+        if split not in shards.SPLITS:
+            raise KeyError(f"split must be one of {shards.SPLITS}, got {split!r}")
 
     def n_tokens(self, source: str, split: str = "train") -> int:
         """Tokens of a source split, EOS included (from the manifest)."""
@@ -148,7 +146,7 @@ class Corpus:
         self._check_source(source, split)
         return PackedStream([self.root / p.path for p in self._parts[(source, split)]], self.dtype,
                             expect_docs=self.n_docs(source, split), expect_tokens=self.n_tokens(source, split),
-                            where=f"{self.root / 'manifest.json'} sources.{source}.splits.{split}",
+                            where=f"{self.root / shards.MANIFEST} sources.{source}.splits.{split}",
                             tokenizer_sha256=self.tokenizer_sha256)
 
     def verify(self, check_sha256: bool = True) -> None:
@@ -177,7 +175,7 @@ def check_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_sha256: str | Non
     vocab_size must equal the corpus's vocab size; tokenizer_sha256, when the model config pins one, must equal
     the manifest's. The tokenizer.json on disk must also still hash to the manifest's value.
     """
-    mpath = corpus.root / "manifest.json"
+    mpath = corpus.root / shards.MANIFEST
     if int(vocab_size) != corpus.vocab_size:
         raise ValueError(f"{mpath}: corpus vocab_size is {corpus.vocab_size} but the model config has vocab_size "
                          f"{vocab_size}; set the model's vocab_size to {corpus.vocab_size} or build the corpus with "
@@ -223,7 +221,7 @@ class PackedStream:
         return state
 
     def _open(self) -> None:
-        want = _DTYPES[self.dtype]
+        want = shards.DTYPES[self.dtype]
         chunks, maps, chunk_ids, begins, lens = [], [], [], [], []
         for path in self.paths:
             try:
@@ -233,16 +231,16 @@ class PackedStream:
                 raise CorpusError(f"{path}: cannot open as an Arrow IPC file ({e}); the shard contract needs the "
                                   f"IPC *file* format: rebuild the corpus") from e
             maps.append(mm)
-            meta = reader.schema.metadata or {}
-            part_tok = meta.get(b"tokenizer_sha256")
-            if self.tokenizer_sha256 and part_tok is not None and part_tok.decode() != self.tokenizer_sha256:
-                raise CorpusError(f"{path}: tokenized with tokenizer {part_tok.decode()[:12]}… but the manifest's is "
+            part_tok = shards.read_metadata(reader.schema).get("tokenizer_sha256")
+            if self.tokenizer_sha256 and part_tok is not None and part_tok != self.tokenizer_sha256:
+                raise CorpusError(f"{path}: tokenized with tokenizer {part_tok[:12]}… but the manifest's is "
                                   f"{self.tokenizer_sha256[:12]}…; parts from another build were mixed in: rebuild "
                                   f"the corpus")
-            if "input_ids" not in reader.schema.names:
-                raise CorpusError(f"{path}: no input_ids column (columns: {reader.schema.names}); rebuild the corpus")
+            if shards.INPUT_IDS not in reader.schema.names:
+                raise CorpusError(f"{path}: no {shards.INPUT_IDS} column (columns: {reader.schema.names}); rebuild "
+                                  f"the corpus")
             for b in range(reader.num_record_batches):
-                col = reader.get_batch(b).column("input_ids")
+                col = reader.get_batch(b).column(shards.INPUT_IDS)
                 if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
                     raise CorpusError(f"{path}: input_ids is {col.type}, expected list<{self.dtype}>")
                 values = col.values

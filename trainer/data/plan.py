@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from jetmoe_core.io import atomic_path
 
 from .corpus import Corpus, CorpusError
 from .mixture import Mixture, MixtureError, load_mixture
@@ -117,11 +118,9 @@ def plot(rows: list[PlanRow], mix: Mixture, tokens: int, path: Path) -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour[g]) for g in groups]
     ax.legend(handles, [("no group" if g == "-" else g) for g in groups], fontsize=8, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, metadata={"Software": None})
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

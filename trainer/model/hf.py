@@ -13,6 +13,7 @@ Neither direction builds a model, so an 8B conversion needs memory for one copy 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -22,7 +23,9 @@ import torch
 from safetensors import safe_open
 
 from .config import ModelConfig
-from .io import CONFIG, WEIGHTS, atomic_save_safetensors, atomic_write_bytes, read_model_config
+from jetmoe_core.io import sha256_file, write_bytes_atomic, write_json_atomic
+
+from .io import CONFIG, WEIGHTS, read_model_config, save_safetensors_atomic
 from .jetmoe import JetMoE
 
 __all__ = ["to_hf_config", "from_hf_config", "to_hf_state_dict", "from_hf_state_dict", "export_checkpoint",
@@ -255,18 +258,17 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, dtype: torch.dtype 
         raise FileNotFoundError(f"{tok} not found: the export needs the corpus tokenizer; pass --tokenizer "
                                 "shards/<corpus>/tokenizer.json")
     if cfg.tokenizer_sha256:
-        import hashlib
-        got = hashlib.sha256(tok.read_bytes()).hexdigest()
+        got = sha256_file(tok)
         if got != cfg.tokenizer_sha256:
             raise ValueError(f"{tok}: sha256 {got} differs from the model's tokenizer_sha256 {cfg.tokenizer_sha256}")
     tok_cfg = _tokenizer_config(tok, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_save_safetensors(to_hf_state_dict(ours), out_dir / "model.safetensors", {"format": "pt"})
-    atomic_write_bytes(out_dir / "config.json", (json.dumps(hf_cfg, indent=2, sort_keys=True) + "\n").encode())
+    save_safetensors_atomic(to_hf_state_dict(ours), out_dir / "model.safetensors", {"format": "pt"})
+    write_json_atomic(out_dir / "config.json", hf_cfg, sort_keys=True)
     gen = {"bos_token_id": cfg.bos_id, "eos_token_id": cfg.eos_id, "do_sample": False}
-    atomic_write_bytes(out_dir / "generation_config.json", (json.dumps(gen, indent=2, sort_keys=True) + "\n").encode())
-    atomic_write_bytes(out_dir / "tokenizer.json", tok.read_bytes())
-    atomic_write_bytes(out_dir / "tokenizer_config.json", (json.dumps(tok_cfg, indent=2, sort_keys=True) + "\n").encode())
+    write_json_atomic(out_dir / "generation_config.json", gen, sort_keys=True)
+    write_bytes_atomic(out_dir / "tokenizer.json", tok.read_bytes())
+    write_json_atomic(out_dir / "tokenizer_config.json", tok_cfg, sort_keys=True)
     return out_dir
 
 
@@ -275,12 +277,11 @@ def import_hf(hf_dir: str | Path, ckpt_dir: str | Path) -> Path:
     hf_dir, ckpt_dir = Path(hf_dir), Path(ckpt_dir)
     cfg, ours = read_hf_folder(hf_dir)
     if (hf_dir / "tokenizer.json").is_file():
-        import hashlib
         data = (hf_dir / "tokenizer.json").read_bytes()
         cfg = cfg.replace(tokenizer_sha256=hashlib.sha256(data).hexdigest())
-        atomic_write_bytes(ckpt_dir / "tokenizer.json", data)
-    atomic_save_safetensors({k: v.contiguous() for k, v in sorted(ours.items())}, ckpt_dir / WEIGHTS, {"format": "pt"})
-    atomic_write_bytes(ckpt_dir / CONFIG, (json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+        write_bytes_atomic(ckpt_dir / "tokenizer.json", data)
+    save_safetensors_atomic({k: v.contiguous() for k, v in sorted(ours.items())}, ckpt_dir / WEIGHTS, {"format": "pt"})
+    write_json_atomic(ckpt_dir / CONFIG, cfg.to_dict(), sort_keys=True)
     return ckpt_dir
 
 
