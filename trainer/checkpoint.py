@@ -30,7 +30,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
 
-from trainer.fileio import sha256_file
+from jetmoe_core.io import fsync_dir, sha256_file
+from trainer import hooks
 from trainer.dist import DistInfo, all_gather_object, barrier, broadcast_object
 
 STEP_RE = re.compile(r"^step-(\d{8})$")
@@ -59,14 +60,6 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         return []
     out = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_RE.match(p.name))]
     return sorted(out)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:
@@ -146,7 +139,7 @@ def set_rng_state(s: dict[str, torch.Tensor], device: torch.device) -> None:
 # ----------------------------------------------------------------------------------------------- save
 def save(run_dir: Path, step: int, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
          model_config: dict, train_state: dict, tokenizer_path: Path | None, keep_last: int,
-         info: DistInfo, fault_hook=None) -> Path | None:
+         info: DistInfo) -> Path | None:
     """Collective: every rank calls it (FSDP2 gathers the full model and optimizer state to rank 0,
     which writes). Returns the folder on rank 0, None elsewhere."""
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -163,10 +156,12 @@ def save(run_dir: Path, step: int, *, model: torch.nn.Module, optimizer: torch.o
         # the same weights produce different bytes from run to run.
         save_file({k: v.contiguous() for k, v in model_sd.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt"})
+        hooks.HOOKS.in_checkpoint(step, "model.safetensors")
         (tmp / "model_config.json").write_text(json.dumps(model_config, indent=2, sort_keys=True) + "\n")
+        # torch.save names its zip archive after the file's stem, so the file is written under its final
+        # name (inside the temp folder): a temp name would change the bytes from one save to the next.
         torch.save(optim_sd, tmp / "optimizer.pt")
-        if fault_hook:
-            fault_hook("mid-checkpoint")  # test hook: die with a half-written folder
+        hooks.HOOKS.in_checkpoint(step, "optimizer.pt")
         torch.save({f"rank{r}": s for r, s in enumerate(rngs)}, tmp / "rng.pt")
         (tmp / "train_state.json").write_text(json.dumps(train_state, indent=1, sort_keys=True) + "\n")
         if tokenizer_path is not None:
@@ -184,7 +179,7 @@ def save(run_dir: Path, step: int, *, model: torch.nn.Module, optimizer: torch.o
             shutil.rmtree(old)
         else:
             os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         prune(run_dir, keep_last)
     barrier(info)
     return final if info.is_main else None
