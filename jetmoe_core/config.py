@@ -138,7 +138,12 @@ def from_table(cls: type, table: Any, *, source: str | Path = "<config>", where:
                           else f"{prefix} {e}") from None
     except ValueError as e:  # the dataclass's own checks; they name their key
         msg = str(e)
-        raise ConfigError(msg if msg.startswith(str(source)) else f"{prefix} {msg}") from None
+        if msg.startswith(str(source)) or msg.startswith("override "):
+            raise ConfigError(msg) from None
+        # a value typed on the command line that the check names: say so, as the user typed it
+        typed = [v for k, v in table.items() if isinstance(v, CliValue) and k in msg]
+        head = (f"override {typed[0].arg}: [{where}]" if where else f"override {typed[0].arg}:") if typed else prefix
+        raise ConfigError(f"{head} {msg}") from None
     return obj
 
 
@@ -222,9 +227,11 @@ def _convert(tp: Any, value: Any, source, key: str) -> Any:
     if tp is Any:
         return str(value) if isinstance(value, CliValue) else value
     if isinstance(value, CliValue):
+        typed = value
         value = _from_cli(tp, value, source, key) if not (tp in (str, Path)) else str(value)
         if isinstance(value, CliValue):
             value = str(value)
+        source = f"override {typed.arg}"  # errors below name the override as typed, not the file
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
