@@ -18,7 +18,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from jetmoe_core.io import atomic_path
+from jetmoe_core.io import IOFault, atomic_path
 
 from .corpus import Corpus, CorpusError
 from .mixture import Mixture, MixtureError, load_mixture
@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = plan_mixture(mix, corpus, tokens)
     warns = warnings_for(rows, mix)
     if args.plot:
-        plot(rows, mix, tokens, Path(args.plot))
+        try:
+            plot(rows, mix, tokens, Path(args.plot))
+        except OSError as e:
+            raise IOFault.from_os_error(e, "writing the plot", e.filename or args.plot) from None
     if args.json:
         print(json.dumps({"mixture": mix.name, "path": str(mix.path), "mixture_fingerprint": mix.fingerprint,
                           "corpus": corpus.name, "corpus_root": str(corpus.root),

@@ -9,9 +9,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from jetmoe_core.io import atomic_path, write_json_atomic
+from trainer.writers import save_safetensors
 
 from .config import ModelConfig
 from .jetmoe import JetMoE
@@ -25,7 +26,7 @@ __all__ = ["save_checkpoint_weights", "load_checkpoint_weights", "read_model_con
 
 def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_safetensors(tensors, tmp, metadata)
 
 
 def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
