@@ -42,6 +42,7 @@ class Part:
     n_docs: int
     n_tokens: int
     sha256: str | None
+    bytes: int | None = None
 
 
 class Corpus:
@@ -63,10 +64,15 @@ class Corpus:
                                   f"got {val!r}; rebuild the corpus")
             return val
 
+        fmt = manifest.get("format")
+        if fmt != shards.FORMAT:
+            raise CorpusError(f"{mpath}: format = {fmt!r}, but this trainer reads {shards.FORMAT!r}; rebuild the "
+                              f"corpus with this version of the corpus builder")
         self.name = need(manifest, "corpus", str, "")
         self.dtype = need(manifest, "dtype", str, "")
         if self.dtype not in shards.DTYPES:
-            raise CorpusError(f"{mpath}: dtype {self.dtype!r} is not one of {sorted(shards.DTYPES)}; rebuild the corpus")
+            raise CorpusError(f"{mpath}: dtype {self.dtype!r} is not one of {sorted(shards.DTYPES)}; rebuild the "
+                              f"corpus")
         tok = need(manifest, "tokenizer", dict, "")
         self.tokenizer_path = root / need(tok, "path", str, "tokenizer.")
         self.tokenizer_sha256 = need(tok, "sha256", str, "tokenizer.")
@@ -97,7 +103,7 @@ class Corpus:
                 for i, p in enumerate(need(sp, "parts", list, where)):
                     pw = f"{where}parts[{i}]."
                     parts.append(Part(need(p, "path", str, pw), need(p, "n_docs", int, pw),
-                                      need(p, "n_tokens", int, pw), p.get("sha256")))
+                                      need(p, "n_tokens", int, pw), p.get("sha256"), p.get("bytes")))
                 if sum(p.n_tokens for p in parts) != n_tokens or sum(p.n_docs for p in parts) != n_docs:
                     raise CorpusError(f"{mpath}: {where}n_tokens/n_docs ({n_tokens}/{n_docs}) differ from the sum "
                                       f"over its parts; the manifest is inconsistent: rebuild the corpus")
@@ -148,6 +154,38 @@ class Corpus:
                             expect_docs=self.n_docs(source, split), expect_tokens=self.n_tokens(source, split),
                             where=f"{self.root / shards.MANIFEST} sources.{source}.splits.{split}",
                             tokenizer_sha256=self.tokenizer_sha256)
+
+    def check_parts(self, parts: list[Part], mode: str = "sha256", threads: int = 8) -> list[str]:
+        """What is wrong with these parts against the manifest (empty when nothing is). mode "sha256" hashes
+        each part (`threads` at a time: hashlib releases the GIL, so reads and hashes overlap), "size"
+        compares file sizes only. Each problem names the file and the fix."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        fix = (f"the part changed after the build (edited, copied from another build, or damaged on disk): "
+               f"find every such part with `python -m pipeline verify {self.root}`, then rebuild the corpus "
+               f"(python -m pipeline build <its config>); data.verify = \"off\" trains on it unchecked")
+
+        def check(p: Part) -> str | None:
+            path = self.root / p.path
+            want = p.sha256 if mode == "sha256" else p.bytes
+            if want is None:
+                key = "sha256" if mode == "sha256" else "bytes"
+                return (f"{self.root / shards.MANIFEST}: part {p.path} has no {key} to check against; rebuild the "
+                        f"corpus, or set data.verify to a weaker check")
+            try:
+                if mode == "size":
+                    got = path.stat().st_size
+                    return None if got == want else f"{path}: {got} bytes, the manifest says {want}; {fix}"
+                got = sha256_file(path)
+            except FileNotFoundError:
+                return f"{path}: missing (listed in {self.root / shards.MANIFEST}); rebuild the corpus"
+            except OSError as e:
+                return f"{path}: cannot be read ({e.strerror}); check the file and the disk"
+            return None if got == want else (f"{path}: sha256 {got[:12]}… differs from the manifest's "
+                                             f"{want[:12]}…; {fix}")
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            return [msg for msg in pool.map(check, parts) if msg]
 
     def verify(self, check_sha256: bool = True) -> None:
         """Full check (reads every part): tokenizer hash, part hashes, dtype, and EOS ending every document.
@@ -223,7 +261,11 @@ class PackedStream:
     def _open(self) -> None:
         want = shards.DTYPES[self.dtype]
         chunks, maps, chunk_ids, begins, lens = [], [], [], [], []
-        for path in self.paths:
+        self._chunk_part: list[int] = []  # the part (index into paths) each Arrow chunk comes from
+        self._part_first_doc: list[int] = []
+        n_seen = 0
+        for part_i, path in enumerate(self.paths):
+            self._part_first_doc.append(n_seen)
             try:
                 mm = pa.memory_map(str(path), "r")
                 reader = ipc.open_file(mm)
@@ -231,7 +273,11 @@ class PackedStream:
                 raise CorpusError(f"{path}: cannot open as an Arrow IPC file ({e}); the shard contract needs the "
                                   f"IPC *file* format: rebuild the corpus") from e
             maps.append(mm)
-            part_tok = shards.read_metadata(reader.schema).get("tokenizer_sha256")
+            meta = shards.read_metadata(reader.schema)
+            if meta.get("format") != shards.FORMAT:
+                raise CorpusError(f"{path}: schema metadata format = {meta.get('format')!r}, but this trainer reads "
+                                  f"{shards.FORMAT!r}; rebuild the corpus with this version of the corpus builder")
+            part_tok = meta.get("tokenizer_sha256")
             if self.tokenizer_sha256 and part_tok is not None and part_tok != self.tokenizer_sha256:
                 raise CorpusError(f"{path}: tokenized with tokenizer {part_tok[:12]}… but the manifest's is "
                                   f"{self.tokenizer_sha256[:12]}…; parts from another build were mixed in: rebuild "
@@ -251,6 +297,8 @@ class PackedStream:
                     raise CorpusError(f"{path}: input_ids has nulls; every document must be a list of tokens")
                 offsets = col.offsets.to_numpy(zero_copy_only=True)
                 chunks.append(values.to_numpy(zero_copy_only=True))
+                self._chunk_part.append(part_i)
+                n_seen += len(offsets) - 1
                 chunk_ids.append(np.full(len(offsets) - 1, len(chunks) - 1, dtype=np.int32))
                 begins.append(offsets[:-1].astype(np.int64))
                 lens.append(np.diff(offsets).astype(np.int64))
@@ -294,6 +342,21 @@ class PackedStream:
         self._ensure()
         b = int(self.doc_begin[d])
         return self._chunks[int(self.doc_chunk[d])][b:b + int(self.doc_len[d])]
+
+    def locate(self, d: int) -> tuple[Path, int]:
+        """(the part file, the document's row in it) of document d: for error messages."""
+        self._ensure()
+        part = self._chunk_part[int(self.doc_chunk[d])]
+        return self.paths[part], d - self._part_first_doc[part]
+
+    def bad_id_error(self, d: int, vocab_size: int) -> "CorpusError":
+        """The error for document d holding a token id >= vocab_size, naming the file, the row and the fix."""
+        tokens = self.doc_tokens(d)
+        bad = int(tokens[int(np.argmax(tokens >= vocab_size))])
+        path, row = self.locate(d)
+        return CorpusError(f"{path}: document {row} holds token id {bad}, but the vocabulary has {vocab_size} ids "
+                           f"(0..{vocab_size - 1}); the part does not match the corpus tokenizer: check the corpus "
+                           f"with `python -m pipeline verify {path.parents[2]}` and rebuild it")
 
     def copy_doc_range(self, d: int, start: int, n: int, out: np.ndarray) -> None:
         """out[:n] = document d's tokens [start, start+n): the one copy, straight from the map."""

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .corpus import Corpus, PackedStream
+from .corpus import Corpus, CorpusError, PackedStream
 from .mixture import Mixture
 from .schedule import BlendSchedule
 
@@ -103,8 +103,8 @@ class SourceSequences:
     def epoch_of(self, j: int) -> int:
         return (j * self.seq_len) // self.stream.n_tokens
 
-    def fill(self, j: int, out: np.ndarray) -> None:
-        """out[:L+1] = sequence j."""
+    def fill(self, j: int, out: np.ndarray, docs: list | None = None) -> None:
+        """out[:L+1] = sequence j; the documents it is cut from are appended to `docs` when given."""
         total = self.stream.n_tokens
         need, filled, pos = self.seq_len + 1, 0, j * self.seq_len
         while filled < need:
@@ -116,6 +116,8 @@ class SourceSequences:
                 start = off - int(cum[i])
                 n = min(need - filled, int(cum[i + 1]) - off)
                 self.stream.copy_doc_range(d, start, n, out[filled:filled + n])
+                if docs is not None:
+                    docs.append(d)
                 filled += n
                 off += n
                 pos += n
@@ -127,19 +129,38 @@ class _Reader(torch.utils.data.Dataset):
 
     def __init__(self, corpus: Corpus, names: list[str], seed: int, seq_len: int):
         self.seq_len = seq_len
+        self.vocab_size = corpus.vocab_size
         self.sources = [SourceSequences(corpus.open_stream(n, "train"), n, seed, seq_len) for n in names]
 
     def __len__(self):  # an endless stream: DataLoader only needs this for len(), which we never call
         raise TypeError("the blended stream is endless")
 
     def __getitem__(self, specs):
-        return self.read(specs)
+        # In a DataLoader worker: a bad part is handed back as a value, so the training process raises the
+        # CorpusError itself (DataLoader would re-raise it wrapped in the worker's traceback).
+        try:
+            return self.read(specs)
+        except CorpusError as e:
+            return _Failed(e)
 
     def read(self, specs: tuple[tuple[int, int], ...]):
         out = np.empty((len(specs), self.seq_len + 1), dtype=np.int64)
         for row, (s, j) in enumerate(specs):
             self.sources[s].fill(j, out[row])
+        # Every id must index the embedding: one comparison per token read, so that a part holding an id past
+        # the vocabulary is named here instead of failing as an IndexError inside the model.
+        if out.size and int(out.max()) >= self.vocab_size:
+            self._raise_bad_id(specs, out)
         return torch.from_numpy(out), torch.tensor([s for s, _ in specs], dtype=torch.long)
+
+    def _raise_bad_id(self, specs, out: np.ndarray) -> None:
+        row = int(np.flatnonzero(out.max(axis=1) >= self.vocab_size)[0])
+        s, j = specs[row]
+        src, docs = self.sources[s], []
+        src.fill(j, np.empty(self.seq_len + 1, dtype=np.int64), docs)
+        for d in docs:
+            if int(src.stream.doc_tokens(d).max()) >= self.vocab_size:
+                raise src.stream.bad_id_error(d, self.vocab_size)
 
 
 class _Specs:
@@ -223,8 +244,10 @@ class _WorkerPipe:
         self.it = iter(dl)
 
     def next(self):
-        item = next(self.it)
-        return item, self.snaps.popleft()
+        item, snap = next(self.it), self.snaps.popleft()
+        if isinstance(item, _Failed):
+            raise item.exc
+        return item, snap
 
     def close(self) -> None:
         if hasattr(self.it, "_shutdown_workers"):

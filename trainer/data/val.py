@@ -5,7 +5,8 @@
         batch.tokens, batch.mask        # [b, 129] (EOS-padded past the split's end), [b, 128] real labels
 
 Every token of the split after the first is a label exactly once; the order never depends on the training
-run, so val losses are comparable across steps, phases and runs.
+run, so val losses are comparable across steps, phases and runs. An id outside the vocabulary is a
+CorpusError naming the part and the document.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class ValLoader:
                              f"{batch_size}, {rank}, {world_size}")
         self.source, self.seq_len, self.batch_size = source, seq_len, batch_size
         self.rank, self.world_size = rank, world_size
-        self.eos_id = corpus.eos_id
+        self.eos_id, self.vocab_size = corpus.eos_id, corpus.vocab_size
         self.stream = corpus.open_stream(source, "val")
         total = self.stream.n_tokens
         self.n_tokens = total
@@ -62,6 +63,8 @@ class ValLoader:
                 while pos < end:
                     n = min(end - pos, int(cum[i + 1]) - pos)
                     self.stream.copy_doc_range(i, pos - int(cum[i]), n, out[row, filled:filled + n])
+                    if int(out[row, filled:filled + n].max()) >= self.vocab_size:
+                        raise self.stream.bad_id_error(i, self.vocab_size)
                     filled += n
                     pos += n
                     i += 1
