@@ -4,26 +4,35 @@
     mcfg = build_model_config(cfg)                          # the model TOML (+ backend override), checked
     data = build_data(cfg, phase, mcfg)                     # corpus (tokenizer checked), this phase's mixture
     steps = plan_steps(cfg, phase, info)                    # WSD schedule, the phase's steps, accumulation
-    start = build_resume(cfg, phase, run_dir, steps, info, warn)  # checkpoint or step 0
+    start = build_resume(cfg, phase, run_dir, steps, info, warn)  # checkpoint or step 0 (never silently)
+    verify_data(cfg, data, info, log)                       # the parts it reads against the manifest
+    check_run_dir(run_dir, info)                            # the run folder takes writes (IOFault if not)
     model, fsdp = build_model(cfg, mcfg, info)              # seeded init (meta device when big), FSDP2
     optimizer = build_optimizer(model, cfg, info.device)    # trainer.optim
     restore(start, model, optimizer, info, run_dir)         # weights, AdamW and RNG state; stale temp folders
     loader = build_loader(cfg, data, info, start)           # blended stream, positioned at start.step
 
-Each raises a ConfigError / CorpusError / CheckpointError whose message names the file or key and the fix.
+Each raises a ConfigError / CorpusError / CheckpointError / IOFault whose message names the file or key
+and the fix.
 """
 from __future__ import annotations
 
 import contextlib
+import os
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from jetmoe_core.io import IOFault
 from trainer import checkpoint as ckpt
 from trainer import dist as D
 from trainer.config import ConfigError, RunConfig
 from trainer.optim import WSDSchedule
+from trainer.writers import check_writable
 
 # A run-config key that changes the arithmetic of the run may not change on resume (it would silently
 # start another run in the same folder); phase-2 mixture and logging/checkpoint cadence may.
@@ -92,6 +101,29 @@ def build_data(cfg: RunConfig, phase: int, mcfg) -> Data:
     return Data(corpus, load_mixture(cfg.mixture_for(phase), corpus))
 
 
+def verify_data(cfg: RunConfig, data: Data, info: D.DistInfo, log) -> None:
+    """Check the parts this phase reads (its mixture's train parts, every val part) against the manifest, as
+    data.verify says; the ranks share the parts. A CorpusError lists what is wrong on any rank."""
+    from trainer.data import CorpusError
+
+    mode = cfg.data.verify
+    if mode == "off":
+        return
+    corpus = data.corpus
+    parts = [p for src in sorted(data.mixture.shares) for p in corpus.parts(src, "train")]
+    parts += [p for src in corpus.sources for p in corpus.parts(src, "val")]
+    t0 = time.perf_counter()
+    problems = corpus.check_parts(parts[info.rank::info.world_size], mode)
+    problems = [m for rank_problems in D.all_gather_object(problems, info) for m in rank_problems]
+    if problems:
+        more = f" (and {len(problems) - 1} more part(s))" if len(problems) > 1 else ""
+        raise CorpusError(f"data.verify = {mode!r} found a part that does not match its manifest{more}: "
+                          f"{problems[0]}")
+    size = sum(p.bytes or 0 for p in parts)
+    log(f"data.verify = {mode!r}: {len(parts)} parts ({size / 1e9:.3f} GB) match the manifest "
+        f"({time.perf_counter() - t0:.1f} s on {info.world_size} rank(s))")
+
+
 def plan_steps(cfg: RunConfig, phase: int, info: D.DistInfo) -> Steps:
     sched = WSDSchedule.from_config(cfg)
     per_forward = cfg.data.seq_len * cfg.data.micro_batch * info.world_size
@@ -115,10 +147,62 @@ def check_frozen(saved: dict, cfg: RunConfig, phase2: bool, where: Path) -> None
                               f"pass --{sec}.{key}={a!r} to continue it, or use a new --run-dir")
 
 
-def build_resume(cfg: RunConfig, phase: int, run_dir: Path, steps: Steps, info: D.DistInfo, warn) -> Start:
-    """`warn(message)` is told about each unusable checkpoint that was passed over."""
+def check_run_dir(run_dir: Path, info: D.DistInfo) -> None:
+    """Rank 0 writes a probe into <run>/checkpoints/ before any work: a read-only or full run folder is an
+    IOFault (exit 2) now, on every rank, not after the first hours of training."""
+    fault = None
+    if info.is_main:
+        try:
+            check_writable(run_dir / "checkpoints", "the run folder")
+        except IOFault as e:
+            fault = e
+    fault = D.broadcast_object(fault, info)
+    if fault is not None:
+        raise fault
+
+
+def set_aside(run_dir: Path) -> Path:
+    """Move a run's checkpoints/, metrics.jsonl and tb/ into <run>/previous-N/ (nothing is deleted)."""
+    n = 1
+    while (run_dir / f"previous-{n}").exists():
+        n += 1
+    dest = run_dir / f"previous-{n}"
+    dest.mkdir(parents=True)
+    for name in ("checkpoints", "metrics.jsonl", "tb"):
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, dest / name)
+    return dest
+
+
+def build_resume(cfg: RunConfig, phase: int, run_dir: Path, steps: Steps, info: D.DistInfo, warn,
+                 restart: bool = False) -> Start:
+    """`warn(message)` is told about each unusable checkpoint that was passed over. With `restart`, phase 1
+    starts over at step 0 after moving the run's checkpoints and logs aside (see set_aside)."""
+    if restart:
+        if phase != 1:
+            raise ConfigError("--restart starts phase 1 over (phase 2 always starts from phase 1's final "
+                              "checkpoint): run --phase 1 --restart, then --phase 2")
+        moved = None
+        if info.is_main and ckpt.list_checkpoints(run_dir):
+            try:
+                moved = set_aside(run_dir)
+            except OSError as e:
+                raise IOFault.from_os_error(e, "moving the old checkpoints aside in", e.filename or run_dir) from None
+        moved = D.broadcast_object(moved, info)
+        if moved is not None:
+            warn(f"--restart: the run's checkpoints and logs were moved to {moved}; phase 1 starts at step 0")
     found = ckpt.decide_latest(run_dir, info, warn=warn)
     if found is None:
+        present = D.broadcast_object([p.name for _, p in ckpt.list_checkpoints(run_dir)] if info.is_main else None,
+                                     info)
+        if present:
+            # Checkpoints exist but none verifies: starting over here would overwrite them and throw the run
+            # away; the user decides.
+            again = ("start phase 1 over on purpose with --phase 1 --restart (it moves them to "
+                     f"{run_dir}/previous-N/, deleting nothing)")
+            raise ckpt.CheckpointError(
+                f"none of the checkpoints in {run_dir / 'checkpoints'} is usable ({', '.join(present)}; the "
+                f"warnings above say why) and nothing was changed: restore a good copy of one, or {again}")
         if phase == 2:
             raise ckpt.CheckpointError(
                 f"no valid checkpoint in {run_dir / 'checkpoints'}: phase 2 starts from phase 1's final "
@@ -139,13 +223,21 @@ def build_resume(cfg: RunConfig, phase: int, run_dir: Path, steps: Steps, info: 
     return Start(step, found, starting_phase2=st["phase"] == 1, done=step >= steps.end_step)
 
 
+def seed_everything(seed: int) -> None:
+    """torch's, Python's and numpy's global RNGs from train.seed: a fresh run starts from the same state
+    whatever ran before it in the process; a resumed one gets them back from the checkpoint's rng.pt."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def build_model(cfg: RunConfig, mcfg, info: D.DistInfo) -> tuple[torch.nn.Module, bool]:
     """The model, initialised from train.seed (the same on every rank, so the same as one process), on the
     device; sharded with FSDP2 when it applies. A model too big for one rank's memory in fp32 is built on
     the meta device and each rank materialises only its shards."""
     from trainer.model import JetMoE, count_params
 
-    torch.manual_seed(cfg.train.seed)
+    seed_everything(cfg.train.seed)
     total, _ = count_params(mcfg)
     big = info.distributed and total * 4 > 4 * 2 ** 30
     with torch.device("meta") if big else contextlib.nullcontext():

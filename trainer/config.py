@@ -15,6 +15,7 @@ The MoE auxiliary-loss weights are not run settings: they are the model config's
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -74,9 +75,18 @@ class DataSection:
     """Loader worker processes (0 = read in the training process)."""
     prefetch: int = 2
     """Batches read ahead per worker."""
+    verify: Literal["sha256", "size", "off"] = "sha256"
+    """What the trainer checks, before the first step, of the parts this phase reads against the manifest:
+    "sha256" hashes them (catches any changed byte; costs one read of those parts, spread over the ranks
+    and 8 threads each: about 1 s per GB per core measured here, so a 1 TB corpus costs ~2 min on one node of
+    8 ranks with a local NVMe, and is bound by the filesystem's read rate otherwise — see docs/training.md);
+    "size" compares file sizes only (truncated or swapped files; free); "off" trusts the files. Token ids
+    are checked against the vocabulary as batches are read, whatever this says."""
 
     def __post_init__(self):
         _positive(self, "data", "seq_len", "micro_batch")
+        for n in ("seed", "num_workers", "prefetch"):
+            _need(getattr(self, n) >= 0, f"data.{n}", getattr(self, n), "must be >= 0")
 
 
 @dataclass
@@ -90,13 +100,16 @@ class TrainSection:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """"auto" = bf16 autocast on CUDA and fp32 on CPU; "fp32" or "bf16" to force."""
     seed: int = 0
-    """Model-init and RNG seed."""
+    """Model-init seed, and the seed of torch's, Python's and numpy's global RNGs at a fresh start."""
     threads: int = 0
     """torch CPU threads (0 = torch's default). Fix it to get the same bytes across machines."""
 
     def __post_init__(self):
         _positive(self, "train", "batch_tokens", "phase1_tokens")
         _need(self.phase2_tokens >= 0, "train.phase2_tokens", self.phase2_tokens, "must be >= 0")
+        _need(0 <= self.seed < 2 ** 32, "train.seed", self.seed, "must be in [0, 2**32) (numpy's seed range)")
+        _need(self.threads >= 0, "train.threads", self.threads,
+              "must be >= 0: the number of CPU threads, or 0 for torch's default")
 
 
 @dataclass
@@ -117,9 +130,11 @@ class OptimSection:
     """"auto" = fused AdamW on CUDA, foreach elsewhere; "true"/"false" to force."""
 
     def __post_init__(self):
-        _need(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        _need(0 < self.lr < math.inf, "optim.lr", self.lr, "must be a finite number > 0")
+        _need(0 < self.eps < math.inf, "optim.eps", self.eps, "must be a finite number > 0, e.g. 1e-8")
         for n in ("weight_decay", "grad_clip"):
-            _need(getattr(self, n) >= 0, f"optim.{n}", getattr(self, n), "must be >= 0")
+            v = getattr(self, n)
+            _need(0 <= v < math.inf, f"optim.{n}", v, "must be a finite number >= 0")
         for n in ("beta1", "beta2"):
             _need(0 <= getattr(self, n) < 1, f"optim.{n}", getattr(self, n), "must be in [0, 1)")
 
@@ -168,7 +183,7 @@ class LogSection:
     """Show the tqdm progress bar (on rank 0)."""
 
     def __post_init__(self):
-        _positive(self, "log", "every_steps", "val_every_steps")
+        _positive(self, "log", "every_steps", "val_every_steps", "val_batches", "val_batch_size")
 
 
 @dataclass
@@ -188,9 +203,11 @@ class CostSection:
     14% MFU uses) or "model" = the model's count including attention."""
 
     def __post_init__(self):
-        _positive(self, "cost", "gpus", "peak_tflops")
+        _positive(self, "cost", "gpus")
+        _need(0 < self.peak_tflops < math.inf, "cost.peak_tflops", self.peak_tflops, "must be a finite number > 0")
         _need(0 < self.mfu <= 1, "cost.mfu", self.mfu, "must be in (0, 1]")
-        _need(self.usd_per_gpu_hour >= 0, "cost.usd_per_gpu_hour", self.usd_per_gpu_hour, "must be >= 0")
+        _need(0 <= self.usd_per_gpu_hour < math.inf, "cost.usd_per_gpu_hour", self.usd_per_gpu_hour,
+              "must be a finite number >= 0")
 
 
 @dataclass

@@ -5,9 +5,12 @@
     torchrun --nproc-per-node 8 -m trainer train trainer/configs/jetmoe-8b.toml --phase 1 --run-dir runs/8b
 
 A phase resumes from the run's newest valid checkpoint (a corrupt newest one falls back to the previous,
-with a warning). Phase 2 starts from phase 1's final checkpoint: same weights, optimizer and step counter,
-the loader switched to the phase-2 mixture, and the WSD schedule continuing into its decay. Exit codes:
-0 done, 2 bad input (config, corpus, mixture, checkpoints), 3 the loss became NaN/inf.
+with a warning). When the run has checkpoints but none is usable it stops (exit 2) and changes nothing;
+`--restart` starts phase 1 over on purpose, moving the old checkpoints and logs to <run-dir>/previous-N/.
+Phase 2 starts from phase 1's final checkpoint: same weights, optimizer and step counter, the loader
+switched to the phase-2 mixture, and the WSD schedule continuing into its decay. Exit codes: 0 done,
+2 bad input (config, corpus, mixture, checkpoints) or an I/O failure (full disk, read-only folder: the
+message names the path, what the error means and the fix), 3 the loss became NaN/inf.
 
 The global batch is `train.batch_tokens`; each rank runs `data.micro_batch` sequences per forward and
 accumulates gradients over batch_tokens / (seq_len × micro_batch × ranks) micro-batches, so a run on
@@ -31,6 +34,7 @@ from trainer import build as B
 from trainer import checkpoint as ckpt
 from trainer import dist as D
 from trainer import hooks
+from jetmoe_core.io import IOFault
 from trainer.config import RunConfig, load_run_config
 from trainer.console import print_plan, print_summary, say
 from trainer.costs import model_flops_per_token
@@ -64,6 +68,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("config", help="run config TOML, e.g. trainer/configs/tiny.toml")
     p.add_argument("--phase", type=int, choices=(1, 2), required=True)
     p.add_argument("--run-dir", required=True, help="run folder: checkpoints/, metrics.jsonl, tb/")
+    p.add_argument("--restart", action="store_true",
+                   help="start phase 1 over at step 0 even though the run folder has checkpoints (usable or "
+                        "not): they and the logs are moved to <run-dir>/previous-N/, not deleted")
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if not (a.startswith("--") and "=" in a and "." in a.split("=", 1)[0])]
     if bad:
@@ -75,10 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         cfg = load_run_config(args.config, overrides)
-        return train(cfg, args.phase, Path(args.run_dir))
+        return train(cfg, args.phase, Path(args.run_dir), restart=args.restart)
     # Config, corpus, mixture, loader-state and model-config errors are all ValueErrors whose message
-    # names the file or key and the fix; a traceback would only hide that.
-    except (ValueError, ckpt.CheckpointError, FileNotFoundError) as e:
+    # names the file or key and the fix, and I/O failures are IOFaults that name the path and the fix; a
+    # traceback would only hide that.
+    except (ValueError, ckpt.CheckpointError, FileNotFoundError, IOFault) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
@@ -88,26 +96,29 @@ def main(argv: list[str] | None = None) -> int:
         D.shutdown()
 
 
-def train(cfg: RunConfig, phase: int, run_dir: Path) -> int:
+def train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool = False) -> int:
     threads = torch.get_num_threads()
     try:
-        return _train(cfg, phase, Path(run_dir))
+        return _train(cfg, phase, Path(run_dir), restart)
     finally:
         torch.set_num_threads(threads)  # train.threads is for this run, not for a caller in the same process
 
 
-def _train(cfg: RunConfig, phase: int, run_dir: Path) -> int:
+def _train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool) -> int:
     info = B.build_dist(cfg)
     mcfg = B.build_model_config(cfg)
     data = B.build_data(cfg, phase, mcfg)
     steps = B.plan_steps(cfg, phase, info)
-    start = B.build_resume(cfg, phase, run_dir, steps, info, warn=lambda m: say(info, f"warning: {m}"))
+    start = B.build_resume(cfg, phase, run_dir, steps, info, warn=lambda m: say(info, f"warning: {m}"),
+                           restart=restart)
     run = Run(cfg, phase, run_dir, info, mcfg, data, steps, start)
     if start.done:
         if info.is_main:
             print(f"phase {phase} of {run_dir} is already complete at step {start.step} ({start.found.path}); "
                   "nothing to do")
         return 0
+    B.verify_data(cfg, data, info, log=lambda m: say(info, m))
+    B.check_run_dir(run_dir, info)
     model, run.fsdp = B.build_model(cfg, mcfg, info)
     optimizer = build_optimizer(model, cfg, info.device)
     B.restore(start, model, optimizer, info, run_dir)
