@@ -1,4 +1,5 @@
-"""Tiny corpora that follow the shard contract, for tests and benches of the loader and the trainer.
+"""Tiny corpora that follow the shard contract (docs/design.md), for tests and benches of the loader and
+the trainer.
 
     root = make_corpus(tmp_path / "c", sources={"web": 20_000, "code": 5_000}, vocab=512, seed=0)
     corpus = Corpus.open(root)

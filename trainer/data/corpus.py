@@ -4,9 +4,9 @@
     corpus = Corpus.open("shards/sample")
     corpus.sources, corpus.n_tokens("refinedweb"), corpus.vocab_size
 
-The trainer meets the corpus builder only through these files, so this module reads the manifest and the
-parts itself and never imports `pipeline`; the names, columns, metadata keys and dtype rule it checks come
-from `jetmoe_core.shards`, the contract the builder writes by.
+The trainer meets the corpus builder only through these files (docs/design.md, "The shard contract"), so
+this module reads the manifest and the parts itself and never imports `pipeline`; the names, columns,
+metadata keys and dtype rule it checks come from `jetmoe_core.shards`, the contract the builder writes by.
 
 Zero copy: a part is an uncompressed Arrow IPC file opened with `pa.memory_map`; the `input_ids` column's
 values buffer is the packed token stream, viewed as a numpy array without reading it. Only the per-document
@@ -208,7 +208,7 @@ class Corpus:
 
 
 def check_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_sha256: str | None = None) -> None:
-    """Refuse a corpus whose tokenizer does not match the model config (README.md, "The shard contract").
+    """Refuse a corpus whose tokenizer does not match the model config (docs/design.md, "The shard contract").
 
     vocab_size must equal the corpus's vocab size; tokenizer_sha256, when the model config pins one, must equal
     the manifest's. The tokenizer.json on disk must also still hash to the manifest's value.
