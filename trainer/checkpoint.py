@@ -160,9 +160,9 @@ def save(run_dir: Path, step: int, *, model: torch.nn.Module, optimizer: torch.o
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             failure = IOFault.from_os_error(
-                e, f"writing checkpoint {final.name} of", e.filename or tmp,
-                then="nothing half-written was left; run the same command again to resume from the last "
-                     "complete checkpoint")
+                e, "writing", e.filename or tmp,
+                then=f"checkpoint {final.name} was not saved and nothing half-written is left; run the same "
+                     f"command again to resume from the last complete checkpoint")
     # Every rank learns whether rank 0's write worked, so none waits on a rank that stopped.
     failure = broadcast_object(failure, info)
     if failure is not None:
