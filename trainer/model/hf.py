@@ -7,8 +7,9 @@
 The export folder holds config.json (HF keys), model.safetensors, generation_config.json and the corpus
 tokenizer (tokenizer.json + tokenizer_config.json), so `AutoModelForCausalLM.from_pretrained(dir)` and
 `AutoTokenizer.from_pretrained(dir)` load it (and so do lm-eval and vLLM). It is written beside its final
-name and renamed into place, so it is complete or absent; an I/O failure is an exit 2 naming the path. Tensors are renamed, never
-reshaped: our layouts are HF's, and our attention pairs query and K/V heads the way HF's `.repeat` does.
+name and renamed into place, so it is complete or absent; an I/O failure is an exit 2 naming the path.
+Tensors are renamed, never reshaped: our layouts are HF's, and our attention pairs query and K/V heads the
+way HF's `.repeat` does.
 Neither direction builds a model, so an 8B conversion needs memory for one copy of the weights only.
 """
 from __future__ import annotations
