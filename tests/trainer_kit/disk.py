@@ -21,39 +21,9 @@ import io
 import os
 from pathlib import Path
 
+from tests.faulty_file import WatchedFile
+
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-
-class _File:
-    """A file object whose writes are write operations of the disk."""
-
-    def __init__(self, f, disk: "FailingDisk", path: str):
-        self._f, self._disk, self._path = f, disk, path
-
-    def write(self, data):
-        self._disk.op(self._path)
-        return self._f.write(data)
-
-    def writelines(self, lines):
-        for line in lines:
-            self.write(line)
-
-    def flush(self):
-        if self._disk.failed:
-            self._disk.op(self._path)
-        return self._f.flush()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return self._f.__exit__(*exc)
-
-    def __iter__(self):
-        return iter(self._f)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
 
 
 class FailingDisk:
@@ -98,7 +68,8 @@ class FailingDisk:
             if path is None or not writing:
                 return f
             disk._fds[f.fileno()] = path  # so that os.fsync(f.fileno()) counts as an operation here
-            return _File(f, disk, path)
+            return WatchedFile(f, before_write=lambda data, real: disk.op(path),
+                               before_flush=lambda real: disk.op(path) if disk.failed else None)
 
         def os_open(path, flags, *args, **kwargs):
             p = disk.under(path)
