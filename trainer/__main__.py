@@ -8,8 +8,9 @@
     python -m trainer score     <checkpoint, run or HF dir> <file> [--token-ids] [--no-boundary] [--json]
     python -m trainer report    --out <dir> [--run runs/tiny] [--corpus shards/sample]
 """
-import importlib
 import sys
+
+from jetmoe_core.cli import dispatch
 
 COMMANDS = {
     "train": "trainer.train:main",
@@ -22,15 +23,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(__doc__.strip())
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nunknown command {argv[0]!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
-            return 2
-        return 0
-    module, func = COMMANDS[argv[0]].split(":")
-    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+    return dispatch(__doc__, COMMANDS, argv)
 
 
 if __name__ == "__main__":
