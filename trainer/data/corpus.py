@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from jetmoe_core.shards import KindError, require_kind
+
 from trainer.fileio import sha256_file
 
 SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
@@ -79,6 +81,10 @@ class Corpus:
         if self.dtype == "uint16" and self.vocab_size > 65536:
             raise CorpusError(f"{mpath}: vocab_size {self.vocab_size} does not fit dtype uint16; rebuild the corpus")
         sources = need(manifest, "sources", dict, "")
+        try:  # an SFT/DPO corpus holds conversations and pairs: the pretraining loader must not stream them
+            require_kind(manifest, "pretrain", mpath)
+        except KindError as e:
+            raise CorpusError(str(e)) from None
         self._parts: dict[tuple[str, str], list[Part]] = {}
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}
         for src, entry in sources.items():
