@@ -52,7 +52,7 @@ def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep:
         if fmt != contract.FORMATS[kind]:
             other = contract.KIND_OF_FORMAT.get(fmt)
             bad.append(f"{path}: schema metadata format = {fmt!r}, " + (
-                f"a {other} part in a source the manifest says is {kind}" if other else
+                f"the format of {other} parts, in a source the manifest says is {kind}" if other else
                 f"but a {kind} part of this version is {contract.FORMATS[kind]!r}: rebuild the corpus with this "
                 f"version of the builder"))
         schema_bad = contract.check_schema(table.schema, vocab_size=vocab, tokenizer_sha256=tok_sha, eos_id=eos,
