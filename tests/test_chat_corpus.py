@@ -157,6 +157,21 @@ def test_verify_cli_passes_deep(built):
     assert "sft_capybara       sft" in r.stdout and "dpo_ultrafeedback  dpo" in r.stdout
 
 
+def test_status_and_inspect_read_the_chat_corpus(built):
+    root, shards, tok, _ = built
+    r = subprocess.run([sys.executable, "-m", "pipeline", "status", "pipeline/configs/chat_sample.toml",
+                        f"--tokenizer.path={tok}", f"--corpus.work_dir={root / 'work'}",
+                        f"--corpus.shards_dir={shards}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "38/38 done" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "pipeline", "inspect", str(shards), "dpo_ultrafeedback", "--docs", "1",
+                        "--chars", "100000"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "<|assistant|>\n" in r.stdout and "[rejected] " in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "pipeline", "inspect", str(shards), "sft_capybara", "--docs", "1"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "<|user|>\n" in r.stdout, r.stdout + r.stderr
+
+
 def test_pretraining_loader_refuses_a_chat_corpus(built):
     from trainer.data import Corpus
     from trainer.data.corpus import CorpusError
@@ -204,7 +219,7 @@ CORRUPTIONS = {
     "rejected_no_eos": ("dpo_ultrafeedback",
                         lambda c: {**c, "rejected_ids": _row0(c["rejected_ids"], lambda x: x[:-1] + [7])},
                         "rejected answers that do not end with EOS"),
-    "token_bound": ("dpo_ultrafeedback", lambda c: {**c, "prompt_ids": _row0(c["prompt_ids"], lambda x: [1023] + x)},
+    "n_tokens": ("dpo_ultrafeedback", lambda c: {**c, "prompt_ids": _row0(c["prompt_ids"], lambda x: [1023] + x)},
                     "rows whose n_tokens differs"),
 }
 

@@ -26,7 +26,7 @@ def test_shipped_config_loads_and_plans(path):
     # chat_sample reads the pretraining sample's tokenizer, there only once `make corpus` ran (its own test
     # checks that message): plan it with a trained tokenizer instead
     chat = path.stem.startswith("chat")
-    cfg = load_config(path, overrides=["--tokenizer.kind=train"] if chat else [])
+    cfg = load_config(path, overrides=["--tokenizer.kind=train"] if path.stem == "chat_sample" else [])
     plan = make_plan(cfg)
     assert {u.stage for u in plan.units} >= {"download", "format"}
     if chat:  # the alignment sets: six SFT, one DPO
