@@ -172,6 +172,15 @@ def test_status_and_inspect_read_the_chat_corpus(built):
     assert r.returncode == 0 and "<|user|>\n" in r.stdout, r.stdout + r.stderr
 
 
+def test_the_design_docs_reader_runs(built):
+    """docs/design.md's zero-copy reading example, run on the built corpus."""
+    text = (REPO / "docs/design.md").read_text()
+    code = text.split("**Reading zero-copy**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(code.replace('root = "shards/chat_sample"', f'root = "{built[1]}"'), scope)
+    assert scope["targets"][-1] == 2 and len(scope["targets"]) > 0  # the last trained token: an EOS
+
+
 def test_pretraining_loader_refuses_a_chat_corpus(built):
     from trainer.data import Corpus
     from trainer.data.corpus import CorpusError

@@ -167,3 +167,13 @@ def test_alignment_samples_regenerate_byte_identical(tmp_path):
                         *makers], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0 and "identical" in r.stdout, r.stdout + r.stderr
     assert len([p for p in tmp_path.rglob("*.parquet")]) == len(makers)
+
+
+def test_sources_cli_reads_the_alignment_samples():
+    """docs/sources.md: python -m pipeline.sources sft_capybara dpo_ultrafeedback."""
+    r = subprocess.run([sys.executable, "-m", "pipeline.sources", "sft_capybara", "dpo_ultrafeedback"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith(("sft_", "dpo_"))}
+    assert lines["sft_capybara"].split()[1:3] == ["1", "36"] and "no_assistant_turn 1" in lines["sft_capybara"]
+    assert "prompt_mismatch 2" in lines["dpo_ultrafeedback"]
