@@ -53,13 +53,12 @@ def _build() -> dict[str, SourceSpec]:
 SOURCES: dict[str, SourceSpec] = _build()
 
 
-def sources_of_kind(*kinds: str, registry: dict[str, SourceSpec] | None = None) -> list[str]:
-    """Names of the sources of these kinds, in catalog order (a spec without a kind is ``pretrain``)."""
+def sources_of_kind(*kinds: str) -> list[str]:
+    """Names of the sources of these kinds, in catalog order."""
     for k in kinds:
         if k not in KINDS:
             raise ValueError(f"kind {k!r} is not one of {KINDS}")
-    return [n for n, s in (SOURCES if registry is None else registry).items()
-            if getattr(s, "kind", "pretrain") in kinds]
+    return [n for n, s in SOURCES.items() if s.kind in kinds]
 
 
 def get_source(name: str) -> SourceSpec:
