@@ -1,11 +1,12 @@
-"""JetMoE trainer command line.
+"""JetMoE trainer command line. Required arguments are shown; `python -m trainer <command> --help` lists the rest.
 
-    python -m trainer train     trainer/configs/tiny.toml --phase 1 [--section.key=value ...]
-    python -m trainer plan      mixtures/phase1.toml --corpus shards/sample --tokens 1e6 [--json] [--plot f.png]
+    python -m trainer train     <run config> --phase 1|2 --run-dir <dir> [--section.key=value ...]
+                                e.g. trainer/configs/tiny.toml --phase 1 --run-dir runs/tiny
+    python -m trainer plan      <mixture.toml> --tokens N [--corpus shards/sample] [--json] [--plot f.png]
     python -m trainer export    <checkpoint or run dir> <out dir>      # Hugging Face JetMoeForCausalLM folder
     python -m trainer import-hf <hf dir> <checkpoint dir>              # e.g. the published jetmoe/jetmoe-8b
-    python -m trainer score     <checkpoint or HF dir> <file> [--token-ids] [--json]
-    python -m trainer report    --run runs/tiny --corpus shards/sample --out reports/tiny
+    python -m trainer score     <checkpoint, run or HF dir> <file> [--token-ids] [--no-boundary] [--json]
+    python -m trainer report    --out <dir> [--run runs/tiny] [--corpus shards/sample]
 """
 import importlib
 import sys
