@@ -13,8 +13,10 @@ SOURCE ?=
 EXPORT_DIR ?= exports/$(MODEL)
 CORPUS_DIR ?= shards/$(CORPUS)
 REPORT_DIR ?= reports/$(MODEL)
+ABLATION ?= cpu
+ABLATION_ARGS ?=
 
-.PHONY: help setup corpus status verify inspect phase1 phase2 export demo test bench report clean
+.PHONY: help setup corpus status verify inspect phase1 phase2 export demo test bench report ablation clean
 
 help:
 	@echo "usage: make <target> [VARIABLE=value ...]   e.g. make corpus CORPUS=jetmoe ARGS=--executor.workers=8"
@@ -51,6 +53,9 @@ export: setup ## write a Hugging Face JetMoeForCausalLM folder from the run's la
 
 report: setup ## plots and one HTML page of the run and its corpus: open reports/$(MODEL)/index.html
 	$(PY) -m trainer report --run $(RUN_DIR) --corpus $(CORPUS_DIR) --out $(REPORT_DIR)
+
+ablation: setup ## train trainer/configs/ablations/$(ABLATION).toml (variants × seeds) into runs/ablation/; ABLATION_ARGS=--quick or overrides
+	$(PY) -m trainer ablation trainer/configs/ablations/$(ABLATION).toml $(ABLATION_ARGS)
 
 demo: setup ## the whole demo on the embedded sample: corpus, phase 1, phase 2, export
 	$(MAKE) corpus

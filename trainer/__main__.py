@@ -7,6 +7,8 @@
     python -m trainer import-hf <hf dir> <checkpoint dir>              # e.g. the published jetmoe/jetmoe-8b
     python -m trainer score     <checkpoint, run or HF dir> <file> [--token-ids] [--no-boundary] [--json]
     python -m trainer report    --out <dir> [--run runs/tiny] [--corpus shards/sample]
+    python -m trainer ablation  <grid.toml> [--quick] [--plan] [--out DIR] [--section.key=value ...]
+                                e.g. trainer/configs/ablations/cpu.toml: variants at equal active params, seeds
 """
 import sys
 
@@ -19,6 +21,7 @@ COMMANDS = {
     "import-hf": "trainer.model.hf:import_main",
     "score": "trainer.model.score:main",
     "report": "trainer.report:main",
+    "ablation": "trainer.ablation:main",
 }
 
 
