@@ -124,7 +124,7 @@ def test_quick_grid_end_to_end(tmp_path, capsys):
             f"--data.phase2_mixture={a / 'm2.toml'}", "--model.vocab_size=512", "--model.d_model=32",
             "--model.head_dim=8", "--data.seq_len=32", "--data.micro_batch=4", "--train.batch_tokens=128",
             "--train.phase1_tokens=256", "--train.phase2_tokens=128", "--schedule.warmup_tokens=128",
-            "--train.threads=1"]
+            "--train.threads=1", "--grid.active_tolerance=0.05"]  # routers weigh more at d_model 32
     assert main(args) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())

@@ -12,7 +12,8 @@ The grid TOML has these tables:
     [run.<section>]   run-config keys over run_config's (the same for every variant and seed)
     [model]     model-config keys over the run config's model (every variant), e.g. d_model
     [variants.<name>] label, against (variant names compared with; default [control]) and the expert keys
-                n_experts, top_k, attn_n_experts, attn_top_k, mlp_n_experts, mlp_top_k
+                n_experts, top_k, attn_n_experts, attn_top_k, mlp_n_experts, mlp_top_k: a variant is the
+                control (the model with the control's keys) with its own keys changed
     [quick]     the same tables (grid, run, model) applied over the rest when `--quick` is given
 
 Sizing: a variant's widths are derived from the control, never typed: attention active parameters per token are
@@ -139,13 +140,14 @@ def _route(overrides: list[str]) -> list[str]:
     for arg in overrides:
         keys, _ = parse_override(arg)
         head = keys[0]
-        if head in ("grid", "variants", "quick") or (head == "model" and keys[1] not in RUN_MODEL_KEYS):
+        if head in ("grid", "variants") or (head == "model" and keys[1] not in RUN_MODEL_KEYS):
             routed.append(arg)
         elif head in RUN_SECTIONS:
             routed.append("--run." + arg[2:])
         else:
             raise ConfigError(f"override {arg}: unknown section {head!r}{did_you_mean(head, TABLES + RUN_SECTIONS)}; "
-                              f"use a run-config section ({', '.join(RUN_SECTIONS)}), model, grid or variants")
+                              f"use a run-config section ({', '.join(RUN_SECTIONS)}), model, grid or variants "
+                              "(--quick applies the grid's [quick] tables)")
     return routed
 
 
@@ -157,19 +159,22 @@ def load_grid(path: str | Path, overrides: list[str] | None = None, quick: bool 
     if unknown:
         raise ConfigError(f"{path}: unknown table [{unknown[0]}]{did_you_mean(unknown[0], TABLES)}; "
                           f"a grid has [{'], ['.join(TABLES)}]")
-    raw = apply_overrides(raw, _route(list(overrides or [])))
     quick_raw = raw.pop("quick", {})
     if quick:
         bad = sorted(set(quick_raw) - {"grid", "run", "model"})
         if bad:
             raise ConfigError(f"{path}: [quick.{bad[0]}] is not allowed; [quick] holds grid, run and model tables")
         raw = _merge(raw, quick_raw)
+    raw = apply_overrides(raw, _route(list(overrides or [])))  # the command line wins over [quick] too
     section = from_table(GridSection, raw.get("grid", {}), source=path, where="grid")
 
     run_path = Path(section.run_config)
     run_file, _ = load_toml(run_path, what="run config", missing_hint=f"[grid] run_config in {path}")
     run_raw = _merge(run_file, raw.get("run", {}))
     run_cfg = from_table(RunConfig, run_raw, source=f"{path} ([run] over {run_path})")
+    # the same keys, each value as the run config typed it (a command-line "4" becomes 4 in run.toml)
+    run_raw = {sec: {k: getattr(getattr(run_cfg, sec), k) for k in tbl} if isinstance(tbl, dict) else tbl
+               for sec, tbl in run_raw.items()}
     model_over = raw.get("model", {})
     base = load_model_config(resolve_model_config(run_cfg.model.config))
     try:
@@ -187,7 +192,7 @@ def load_grid(path: str | Path, overrides: list[str] | None = None, quick: bool 
                 raise ConfigError(f"{path}: [variants.{name}] against = {spec.against}: {other!r} is not another "
                                   f"variant{did_you_mean(other, specs)}; variants: {sorted(specs)}")
     control_model = _apply_experts(base, specs[section.control], path, section.control)
-    variants = {name: _variant(name, spec, control_model, base, section, run_cfg.data.seq_len, path)
+    variants = {name: _variant(name, spec, control_model, section, run_cfg.data.seq_len, path)
                 for name, spec in specs.items()}
     return Grid(path, section, run_raw, variants, quick)
 
@@ -209,9 +214,9 @@ def _scaled(value: int, ratio: Fraction, what: str, path: Path, name: str) -> in
     return int(scaled)
 
 
-def _variant(name: str, spec: VariantSpec, control: ModelConfig, base: ModelConfig, section: GridSection,
+def _variant(name: str, spec: VariantSpec, control: ModelConfig, section: GridSection,
              seq_len: int, path: Path) -> Variant:
-    model = _apply_experts(base, spec, path, name)
+    model = _apply_experts(control, spec, path, name)
     (_, ka_c), (_, km_c) = control.experts("attn"), control.experts("mlp")
     (_, ka), (_, km) = model.experts("attn"), model.experts("mlp")
     model = model.replace(n_kv_heads=_scaled(control.n_kv_heads, Fraction(1 + ka_c, 1 + ka), "n_kv_heads", path, name),
