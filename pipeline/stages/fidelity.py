@@ -1,0 +1,68 @@
+"""The ``fidelity`` stage: the fidelity guard (pipeline/fidelity.py) run on the build's own accounting.
+
+Runs once for the corpus after the last dedup stage (every stage that removes documents has run), reads each
+source's accounting chain from the stages' ``_DONE.json`` records, prints the per-source table and writes it
+to ``work/<corpus>/_corpus/fidelity/fidelity.json`` (``{"sources": {source: <SourceFidelity.to_dict()>},
+"options": ...}``). A source past its ``[fidelity]`` threshold is printed as a warning naming the rule that
+removed the most, or, with ``fail = true``, fails this unit (and so the build, exit 1) with that message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from datatrove.pipeline.base import PipelineStep
+
+from pipeline.accounting import write_json_atomic
+from pipeline.fidelity import FidelityOptions, check, evaluate, over_threshold, table
+from pipeline.stages.base import Job, Stage, register
+
+REPORT = "fidelity.json"
+
+
+def source_chains(ctx, stages: list[str]) -> dict[str, list[dict]]:
+    """Each source's finished stage records, in DAG order (as the manifest reads them)."""
+    from pipeline.stages.manifest import dag_order, stage_account
+
+    order = dag_order(stages)
+    return {s: [a for a in (stage_account(ctx, st, s) for st in order) if a is not None] for s in ctx.sources}
+
+
+class FidelityCheck(PipelineStep):
+    type = "🔎 - CHECK"
+    name = "⚖️ fidelity"
+
+    def __init__(self, ctx, stages: list[str], opts: FidelityOptions, out: str):
+        super().__init__()
+        self.ctx, self.stages, self.opts, self.out = ctx, stages, opts, out
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        rows = evaluate({s: c for s, c in source_chains(self.ctx, self.stages).items() if c}, self.opts)
+        write_json_atomic(Path(self.out) / REPORT, {"options": dataclasses.asdict(self.opts),
+                                                    "sources": {r.source: r.to_dict() for r in rows}}, sort_keys=True)
+        print("\nfidelity: share of each source's documents removed, per stage\n" + table(rows))
+        for msg in over_threshold(rows):
+            print(f"WARNING fidelity: {msg}", file=sys.stderr)
+        check(rows)
+        return
+        yield
+
+
+@register
+class FidelityStage(Stage):
+    name = "fidelity"
+    version = "v1"
+    after = ("dedup_cross",)
+    scope = "corpus"
+    section = "fidelity"
+    Options = FidelityOptions
+
+    def jobs(self) -> list[Job]:
+        stages = list(getattr(getattr(self.ctx.config, "corpus", None), "stages", None) or [])
+        return [Job("fidelity", [FidelityCheck(self.ctx, stages, self.options or FidelityOptions(),
+                                               str(self.output_dir))])]
+
+    def accounts(self):
+        return {}
