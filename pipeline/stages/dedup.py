@@ -6,6 +6,8 @@ Config (``[dedup]`` in the corpus TOML)::
     [dedup]
     exact = true            # drop a document whose normalized text was seen earlier in the source
     minhash = true          # datatrove's MinHash LSH: 5-gram shingles, 14 bands x 8 rows by default
+    [dedup.policy]          # per source: "minhash" (exact + near) or "exact" (exact only); others: the above
+    templategsm = "exact"   # its near-duplicates are its design (thousands of problems per template)
     n_grams = 5
     num_buckets = 14        # bands; with 8 rows a pair with Jaccard 0.8 is caught ~92% of the time
     hashes_per_bucket = 8
@@ -26,7 +28,7 @@ import json
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +44,19 @@ from pipeline.stages.filter import docs_reader, docs_writer, n_input_files
 from pipeline.text import word_splitter
 
 
+#: what ``[dedup.policy]`` can give a source
+DEDUP_LEVELS = ("exact", "minhash")
+
+
 @dataclass
 class DedupOptions:
     """The ``[dedup]`` table."""
     exact: bool = True
     minhash: bool = True
+    #: source -> "minhash" (exact + MinHash near-dedup) or "exact" (exact only); unlisted sources take
+    #: ``exact`` and ``minhash`` above. Near-dedup is noise removal where near-duplicates are noise, and data
+    #: loss where they are the dataset's design (templated problems, one row per answer, shared prompts).
+    policy: dict[str, str] = field(default_factory=dict)
     n_grams: int = 5
     num_buckets: int = 14
     hashes_per_bucket: int = 8
@@ -54,6 +64,26 @@ class DedupOptions:
     word_splitter: str = "regex"
     language: str = "en"
     cross_source: bool = True
+
+    def __post_init__(self):
+        for src, level in self.policy.items():
+            if level not in DEDUP_LEVELS:
+                raise ValueError(f"[dedup.policy] {src} = {level!r}: use one of {', '.join(DEDUP_LEVELS)}")
+
+    def validate(self) -> None:
+        """Every source named in the policy exists (called by the config loader)."""
+        from pipeline.sources import SOURCES  # a teammate's module: imported late so tests need not load it
+
+        unknown = sorted(set(self.policy) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"[dedup.policy] names unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
+
+    def for_source(self, source: str) -> "DedupOptions":
+        """These options with the source's policy applied (exact dedup stays on for every level)."""
+        level = self.policy.get(source)
+        if level is None:
+            return self
+        return replace(self, exact=True, minhash=level == "minhash")
 
     def minhash_config(self) -> MinhashConfig:
         return MinhashConfig(n_grams=self.n_grams, num_buckets=self.num_buckets,
@@ -268,7 +298,7 @@ class DedupStage(Stage):
     Options = DedupOptions
 
     def jobs(self) -> list[Job]:
-        opts = self.options or DedupOptions()
+        opts = (self.options or DedupOptions()).for_source(self.source)
         src = self.input_dir("filter")
         return dedup_jobs(src, self.output_dir, self.output_dir, opts, n_input_files(src))
 
