@@ -1,9 +1,10 @@
 """Fidelity guard: how much of each source the build removed, by stage and by reason, against a threshold.
 
-    from pipeline.fidelity import FidelityOptions, evaluate, table, over_threshold
+    from pipeline.fidelity import FidelityOptions, evaluate, table, over_threshold, manifest_fidelity
     rows = evaluate({"pile_arxiv": chain, ...}, FidelityOptions(max_removed=0.5))
     print(table(rows))                       # per source: docs in, kept, removed %, % per stage, top rule
     for line in over_threshold(rows): ...    # one message per source past its threshold, naming the rule
+    manifest["fidelity"] = manifest_fidelity(rows)   # {source: flat row}, what `make report` tabulates
 
 Input: per source, its accounting chain (the ``accounting`` list of the manifest: one record per stage,
 ``{"stage", "docs_in", "docs_out", "dropped": {reason: n}, "rejected": {reason: n}}``, first stage first).
@@ -90,12 +91,25 @@ class SourceFidelity:
         return f"{self.top[0]}/{self.top[1]}" if self.top else ""
 
     def to_dict(self) -> dict[str, Any]:
-        """The manifest's ``fidelity`` entry of the source."""
+        """Everything, per stage and reason (``fidelity.json``); :meth:`from_dict` reads it back."""
         return {"docs_in": self.docs_in, "docs_out": self.docs_out, "removed": self.removed,
                 "removed_share": round(self.share, 6), "threshold": self.threshold, "status": self.status,
                 "top_rule": self.top_rule, "top_rule_removed": self.top[2] if self.top else 0,
                 "stages": {k: {"removed": v["removed"], "share": round(v["share"], 6), "reasons": dict(v["reasons"])}
                            for k, v in self.stages.items()}}
+
+    @classmethod
+    def from_dict(cls, source: str, d: dict[str, Any]) -> "SourceFidelity":
+        stage, _, reason = d["top_rule"].partition("/")
+        return cls(source, d["docs_in"], d["docs_out"], d["stages"], d["threshold"], d["status"],
+                   (stage, reason, d["top_rule_removed"]) if d["top_rule"] else None)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """One flat row for the manifest's ``fidelity`` table (the per-reason detail is in its accounting)."""
+        return {"docs_in": self.docs_in, "kept": self.docs_out, "removed_share": round(self.share, 4),
+                **{f"{k}_share": round(v["share"], 4) for k, v in self.stages.items()},
+                "top_rule": self.top_rule, "top_rule_share": round(self.top[2] / self.docs_in, 4) if self.top else 0.0,
+                "threshold": self.threshold, "status": self.status}
 
     def message(self) -> str:
         what = f"{self.top_rule} removed {self.top[2]:,} ({self.top[2] / self.docs_in:.0%})" if self.top else ""
@@ -137,9 +151,20 @@ def evaluate(chains: dict[str, list[dict]], opts: FidelityOptions | None = None)
     return [evaluate_source(src, chain, opts) for src, chain in chains.items()]
 
 
+def manifest_fidelity(rows: list[SourceFidelity]) -> dict[str, dict[str, Any]]:
+    """The manifest's top-level ``fidelity`` entry: source -> :meth:`SourceFidelity.manifest_entry`."""
+    return {r.source: r.manifest_entry() for r in rows}
+
+
 def over_threshold(rows: list[SourceFidelity]) -> list[str]:
     """A message per source past its threshold, naming the rule that removed the most."""
     return [r.message() for r in rows if r.status != "ok"]
+
+
+def render(rows: list[SourceFidelity]) -> str:
+    """What a build prints: a title, the table, then one warning line per source past its threshold."""
+    lines = ["fidelity: share of each source's documents removed, per stage", table(rows)]
+    return "\n".join(lines + [f"WARNING fidelity: {m}" for m in over_threshold(rows)])
 
 
 def check(rows: list[SourceFidelity]) -> None:

@@ -96,3 +96,41 @@ def test_fidelity_stage_in_a_build(tmp_path, fail):
         assert sources["alpha"]["status"] == "fail"
     else:
         assert unit.state == "done" and sources["alpha"]["status"] == "warn"
+
+
+def test_report_round_trip_and_manifest_entry_in_the_report_page(tmp_path):
+    from trainer.report.data import corpus_table
+    from trainer.report.html import write_html
+
+    from pipeline.fidelity import SourceFidelity, manifest_fidelity
+
+    rows = evaluate(CHAINS, FidelityOptions(max_removed=0.5))
+    again = [SourceFidelity.from_dict(r.source, json.loads(json.dumps(r.to_dict()))) for r in rows]
+    assert table(again) == table(rows)
+    entry = manifest_fidelity(rows)
+    assert entry["pile_arxiv"] == {"docs_in": 130, "kept": 4, "removed_share": 0.9692, "format_share": 0.0,
+                                   "filter_share": 0.9692, "dedup_share": 0.0,
+                                   "top_rule": "filter/gopher_below_alpha_threshold", "top_rule_share": 0.8615,
+                                   "threshold": 0.5, "status": "warn"}
+    manifest = {"corpus": "t", "fidelity": entry,
+                "sources": {s: {"accounting": c, "splits": {"train": {"n_docs": c[-1]["docs_out"], "n_tokens": 10}}}
+                            for s, c in CHAINS.items() if s != "empty"}}
+    page = write_html(tmp_path / "index.html", manifest=manifest, rows=corpus_table(manifest),
+                      corpus_dir="shards/t").read_text()
+    fid = page.split('<table id="fidelity">', 1)[1].split("</table>", 1)[0]
+    assert "filter/gopher_below_alpha_threshold" in fid and fid.count("<tr>") == 1 + len(CHAINS)
+    assert "warn" in fid and "threshold" in fid
+
+
+def test_summary_text_reads_the_stage_report(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.stages.fidelity import REPORT, summary_text
+
+    ctx = SimpleNamespace(sources=["pile_arxiv", "oasst"], dir=lambda stage, source=None: tmp_path / stage)
+    assert summary_text(ctx) == ""  # before the stage ran
+    rows = evaluate({s: CHAINS[s] for s in ctx.sources})
+    (tmp_path / "fidelity").mkdir()
+    (tmp_path / "fidelity" / REPORT).write_text(json.dumps({"sources": {r.source: r.to_dict() for r in rows}}))
+    text = summary_text(ctx)
+    assert table(rows) in text and text.count("WARNING fidelity: pile_arxiv") == 1

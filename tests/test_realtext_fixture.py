@@ -17,10 +17,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from datatrove.data import Document
 
 from pipeline.config import load_config
 from pipeline.stages.filter import FilterOptions, family_filters
+from tests.test_filter_policy import verdict
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests/fixtures/realtext/realtext.jsonl.gz"
@@ -35,16 +35,6 @@ def records():
 @pytest.fixture(scope="module")
 def shipped():
     return load_config(REPO / "pipeline/configs/jetmoe.toml").options["filters"]
-
-
-def verdict(steps, text):
-    doc = Document(text=text, id="x")
-    for step in steps:
-        res = step.filter(doc)
-        keep, reason = res if isinstance(res, tuple) else (res, None)
-        if not keep:
-            return reason
-    return "kept"
 
 
 def kept(records, steps) -> dict[str, int]:

@@ -46,6 +46,8 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.text import TextNormConfig, simplify_text
 
+from jetmoe_core.io import sha256_file
+
 
 @dataclass(frozen=True)
 class EvalSet:
@@ -210,14 +212,6 @@ def example_texts(name: str, opts: DecontOptions, files: list[Path]) -> list[str
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def decont_fingerprint(opts: DecontOptions) -> list | None:
     """What the decontamination's output depends on beyond the options: the local evaluation files' bytes."""
     if not opts.enabled:
@@ -225,7 +219,7 @@ def decont_fingerprint(opts: DecontOptions) -> list | None:
     out = []
     for name in opts.evalsets:
         if name in opts.custom or opts.mirror_root:
-            out.append([name, [_sha256(p) for p in eval_files(name, opts)]])
+            out.append([name, [sha256_file(p) for p in eval_files(name, opts)]])
     return out
 
 
@@ -237,7 +231,7 @@ def build_index(opts: DecontOptions, root: Path) -> Path:
     root = Path(root)
     files = {name: eval_files(name, opts, root / "_downloads") for name in opts.evalsets}
     key = hashlib.sha256(json.dumps([opts.n, sorted(opts.evalsets),
-                                     {n: [_sha256(p) for p in fs] for n, fs in files.items()},
+                                     {n: [sha256_file(p) for p in fs] for n, fs in files.items()},
                                      {n: [opts.custom[n].fields] for n in opts.custom}]).encode()).hexdigest()[:16]
     out = root / key
     if (out / "index.json").is_file():

@@ -5,18 +5,21 @@ source's accounting chain from the stages' ``_DONE.json`` records, prints the pe
 to ``work/<corpus>/_corpus/fidelity/fidelity.json`` (``{"sources": {source: <SourceFidelity.to_dict()>},
 "options": ...}``). A source past its ``[fidelity]`` threshold is printed as a warning naming the rule that
 removed the most, or, with ``fail = true``, fails this unit (and so the build, exit 1) with that message.
+
+    from pipeline.stages.fidelity import load_report, summary_text
+    print(summary_text(plan.ctx))     # the table and warnings again, from fidelity.json (a cached rerun too)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
+import json
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
 from pipeline.accounting import write_json_atomic
-from pipeline.fidelity import FidelityOptions, check, evaluate, over_threshold, table
+from pipeline.fidelity import FidelityOptions, SourceFidelity, check, evaluate, render
 from pipeline.stages.base import Job, Stage, register
 
 REPORT = "fidelity.json"
@@ -28,6 +31,21 @@ def source_chains(ctx, stages: list[str]) -> dict[str, list[dict]]:
 
     order = dag_order(stages)
     return {s: [a for a in (stage_account(ctx, st, s) for st in order) if a is not None] for s in ctx.sources}
+
+
+def load_report(ctx) -> list[SourceFidelity] | None:
+    """The rows the fidelity stage of this build wrote, or None before it ran."""
+    path = ctx.dir(FidelityStage.name) / REPORT
+    if not path.is_file():
+        return None
+    sources = json.loads(path.read_text())["sources"]
+    return [SourceFidelity.from_dict(s, sources[s]) for s in ctx.sources if s in sources]
+
+
+def summary_text(ctx) -> str:
+    """The table and the warnings, for the end of a build's output ("" before the stage ran)."""
+    rows = load_report(ctx)
+    return render(rows) if rows else ""
 
 
 class FidelityCheck(PipelineStep):
@@ -42,9 +60,7 @@ class FidelityCheck(PipelineStep):
         rows = evaluate({s: c for s, c in source_chains(self.ctx, self.stages).items() if c}, self.opts)
         write_json_atomic(Path(self.out) / REPORT, {"options": dataclasses.asdict(self.opts),
                                                     "sources": {r.source: r.to_dict() for r in rows}}, sort_keys=True)
-        print("\nfidelity: share of each source's documents removed, per stage\n" + table(rows))
-        for msg in over_threshold(rows):
-            print(f"WARNING fidelity: {msg}", file=sys.stderr)
+        print("\n" + render(rows), flush=True)
         check(rows)
         return
         yield

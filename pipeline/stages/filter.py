@@ -9,9 +9,10 @@ Config (``[filters]`` in the corpus TOML; every key optional)::
     field = "pile_set_name"
     rules = {"Pile-CC" = "web", Github = "code"}   # other subsets: the source's [filters.policy] family
     [filters.web]                # datatrove's crawl rules (Gopher, C4, FineWeb), fast and with the same verdicts
-    name = "web_v1"              # bump when you change a rule that changes the output (dolma-style)
+    name = "web_v2"              # bump when you change a rule that changes the output (dolma-style)
     word_splitter = "regex"      # "regex" (fast, pipeline/text.py) or "spacy" (datatrove's default)
-    gopher_quality = {}          # GopherQualityFilter kwargs; false disables the filter
+    gopher_quality = {alpha_words = "whitespace"}  # GopherQualityFilter kwargs (+ alpha_words: web_rules.py);
+                                 # false disables the filter
     gopher_repetition = {}       # GopherRepetitionFilter kwargs
     c4 = {filter_no_terminal_punct = false}   # C4QualityFilter kwargs
     fineweb = {}                 # FineWebQualityFilter kwargs
@@ -74,7 +75,7 @@ def _from_table(cls, table: Any, where: str):
 
 def _check_family(family: Any, where: str) -> None:
     if family not in RULE_FAMILIES:
-        raise ValueError(f"[{where}] {family!r} is not a rule family; use one of {', '.join(RULE_FAMILIES)}")
+        raise ValueError(f"{where}: {family!r} is not a rule family; use one of {', '.join(RULE_FAMILIES)}")
 
 
 def _check_kwargs(step_cls, kwargs: Any, where: str) -> dict | None:
@@ -213,9 +214,9 @@ class FilterOptions:
             setattr(self, name, _from_table(cls, getattr(self, name) or {}, f"filters.{name}"))
         self.subsets = {s: _from_table(SubsetRules, t, f"filters.subsets.{s}") for s, t in self.subsets.items()}
         for src, fam in self.policy.items():
-            _check_family(fam, f"filters.policy] {src} = {fam!r}: [filters.policy")
+            _check_family(fam, f"[filters.policy] {src}")
         for fam in self.langid.families:
-            _check_family(fam, "filters.langid] families: [filters.langid")
+            _check_family(fam, "[filters.langid] families")
 
     def validate(self) -> None:
         """Every source named in the policy exists (called by the config loader)."""
@@ -401,7 +402,7 @@ def langid_filter(o: LangIdOptions):
 
 def rule_steps(family: str, opts: FilterOptions) -> list:
     """The rule steps of one family, in order (language ID first where it applies)."""
-    _check_family(family, "filters")
+    _check_family(family, "rule_steps")
     steps: list = []
     if opts.langid.model and family in opts.langid.families:
         steps.append(langid_filter(opts.langid))
