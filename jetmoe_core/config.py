@@ -120,7 +120,8 @@ def from_table(cls: type, table: Any, *, source: str | Path = "<config>", where:
     kwargs = {}
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"{prefix} unknown key {key!r}{did_you_mean(key, fields)} "
+            origin = f"override {value.arg}: " if isinstance(value, CliValue) else ""
+            raise ConfigError(f"{origin}{prefix} unknown key {key!r}{did_you_mean(key, fields)} "
                               f"(known: {', '.join(fields) or 'none'})")
         kwargs[key] = _convert(hints[key], value, source, f"{where}.{key}" if where else key)
     try:

@@ -17,7 +17,7 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,14 +53,25 @@ def is_temp(path: str | os.PathLike) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
+def _make_temp(path: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<random>.tmp`` beside ``path`` with the permissions ``open()`` would give (0666 less
+    the umask): ``tempfile.mkstemp`` makes 0600 files, which would leave a corpus or a checkpoint unreadable
+    to the rest of a team once renamed into place."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success fsync it and rename it into place, else remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_path = _make_temp(path)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -76,7 +87,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write through a temp file in the same folder, fsync, and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _make_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -25,11 +25,11 @@ logged with the cluster it fell into in ``<stage dir>/removed/<rank>.<exact|minh
 from __future__ import annotations
 
 import json
-import os
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import xxhash
@@ -37,10 +37,11 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                               MinhashDedupSignature)
+from jetmoe_core.io import atomic_path, write_text_atomic
 
 from pipeline.accounting import StageAccount, from_datatrove_stats
 from pipeline.stages.base import Job, Stage, register
-from pipeline.stages.filter import docs_reader, docs_writer, n_input_files
+from pipeline.stages.documents import docs_reader, docs_writer, n_input_files
 from pipeline.text import word_splitter
 
 
@@ -61,7 +62,7 @@ class DedupOptions:
     num_buckets: int = 14
     hashes_per_bucket: int = 8
     seed: int = 1
-    word_splitter: str = "regex"
+    word_splitter: Literal["regex", "spacy"] = "regex"
     language: str = "en"
     cross_source: bool = True
 
@@ -71,9 +72,13 @@ class DedupOptions:
                 raise ValueError(f"[dedup.policy] {src} = {level!r}: use one of {', '.join(DEDUP_LEVELS)}")
 
     def validate(self) -> None:
-        """Every source named in the policy exists (called by the config loader)."""
-        from pipeline.sources import SOURCES  # a teammate's module: imported late so tests need not load it
+        """Checks the config loader runs when the file is read: the MinHash numbers, and every source the
+        policy names."""
+        from pipeline.sources import SOURCES  # imported late: the source catalog is not needed to run a dedup
 
+        for key in ("n_grams", "num_buckets", "hashes_per_bucket"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         unknown = sorted(set(self.policy) - set(SOURCES))
         if unknown:
             raise ValueError(f"[dedup.policy] names unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
@@ -100,11 +105,8 @@ def text_hash(text: str) -> int:
 
 
 def _save_array(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 def _load_hashes(folder: Path, ranks=None) -> list[np.ndarray]:
@@ -125,10 +127,7 @@ class _RemovedLog:
 
     def close(self) -> None:
         if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text("".join(line + "\n" for line in self.lines))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(line + "\n" for line in self.lines))
 
 
 class HashWriter(PipelineStep):
@@ -327,10 +326,11 @@ class CrossDedupStage(Stage):
                             tasks=n_input_files(src), counts=True))
         return jobs
 
+    def output_paths(self) -> list[Path]:
+        return [self.output_dir, *(self.ctx.dir("dedup_cross", s) for s in self.ctx.sources)]
+
     def accounts(self) -> dict[str, StageAccount]:
         out = {}
         for s in self.ctx.sources:
-            stats_dir = self.logs_dir(f"cross_{s}") / "stats"
-            stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
-            out[s] = from_datatrove_stats(self.name, stats)
+            out[s] = from_datatrove_stats(self.name, self.task_stats(f"cross_{s}"))
         return out

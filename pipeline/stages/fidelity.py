@@ -18,7 +18,9 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
-from pipeline.accounting import write_json_atomic
+from jetmoe_core.io import write_json_atomic
+
+from pipeline.dag.records import source_accounts
 from pipeline.fidelity import FidelityOptions, SourceFidelity, check, evaluate, render
 from pipeline.stages.base import Job, Stage, register
 
@@ -26,11 +28,9 @@ REPORT = "fidelity.json"
 
 
 def source_chains(ctx, stages: list[str]) -> dict[str, list[dict]]:
-    """Each source's finished stage records, in DAG order (as the manifest reads them)."""
-    from pipeline.stages.manifest import dag_order, stage_account
-
-    order = dag_order(stages)
-    return {s: [a for a in (stage_account(ctx, st, s) for st in order) if a is not None] for s in ctx.sources}
+    """Each source's finished stage records, in DAG order (the runner's records module, as the manifest reads
+    them)."""
+    return {s: source_accounts(ctx, stages, s) for s in ctx.sources}
 
 
 def load_report(ctx) -> list[SourceFidelity] | None:

@@ -45,32 +45,17 @@ from typing import Any
 from datatrove.data import Document
 from datatrove.pipeline.filters import LanguageFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.pipeline.readers import JsonlReader
-from datatrove.pipeline.writers import JsonlWriter
+from jetmoe_core.config import from_table
 
-from pipeline.stages import base
 from pipeline.stages.base import Job, Stage, register
 from pipeline.stages.decontaminate import DecontOptions, decont_filter, decont_fingerprint
+from pipeline.stages.documents import docs_reader, docs_writer, n_input_files
 from pipeline.stages.web_rules import (FastC4QualityFilter, FastFineWebQualityFilter, FastGopherQualityFilter,
                                        FastGopherRepetitionFilter)
 from pipeline.text import word_splitter
 
 #: the rule families a source can be given, cheapest first
 RULE_FAMILIES = ("prose", "chat", "code", "web")
-
-
-def _from_table(cls, table: Any, where: str):
-    """Build dataclass ``cls`` from a TOML table, naming any unknown key (the config loader may hand us a
-    plain dict for a nested table)."""
-    if isinstance(table, cls):
-        return table
-    if not isinstance(table, dict):
-        raise ValueError(f"[{where}] must be a table, got {type(table).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"[{where}] unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**table)
 
 
 def _check_family(family: Any, where: str) -> None:
@@ -209,19 +194,36 @@ class FilterOptions:
     decontaminate: DecontOptions = field(default_factory=DecontOptions)
 
     def __post_init__(self):
+        # a FilterOptions made in code may hold plain dicts for its nested tables (the config loader types them)
         for name, cls in (("web", WebFilters), ("prose", ProseFilters), ("code", CodeFilters),
                           ("chat", ChatFilters), ("langid", LangIdOptions), ("decontaminate", DecontOptions)):
-            setattr(self, name, _from_table(cls, getattr(self, name) or {}, f"filters.{name}"))
-        self.subsets = {s: _from_table(SubsetRules, t, f"filters.subsets.{s}") for s, t in self.subsets.items()}
+            setattr(self, name, from_table(cls, getattr(self, name) or {}, source="FilterOptions",
+                                           where=f"filters.{name}"))
+        self.subsets = {s: from_table(SubsetRules, t, source="FilterOptions", where=f"filters.subsets.{s}")
+                        for s, t in self.subsets.items()}
         for src, fam in self.policy.items():
             _check_family(fam, f"[filters.policy] {src}")
         for fam in self.langid.families:
             _check_family(fam, "[filters.langid] families")
 
     def validate(self) -> None:
-        """Every source named in the policy exists (called by the config loader)."""
-        from pipeline.sources import SOURCES  # a teammate's module: imported late so tests need not load it
+        """Checks the config loader runs when the file is read, so that a bad value never waits for the
+        filter stage to start: the datatrove arguments, the regexes, the thresholds, and every source the
+        policy names."""
+        from pipeline.sources import SOURCES  # imported late: the source catalog is not needed to run a filter
 
+        if self.web.word_splitter not in ("regex", "spacy"):
+            raise ValueError(f"[filters.web] word_splitter = {self.web.word_splitter!r}: use \"regex\" or \"spacy\"")
+        for key, cls in (("gopher_quality", FastGopherQualityFilter), ("gopher_repetition", FastGopherRepetitionFilter),
+                         ("c4", FastC4QualityFilter), ("fineweb", FastFineWebQualityFilter)):
+            _check_kwargs(cls, getattr(self.web, key), f"filters.web.{key}")
+        for i, pattern in enumerate(self.chat.broken_patterns):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"[filters.chat] broken_patterns[{i}] = {pattern!r} is not a regex: {e}") from None
+        if not 0 <= self.langid.threshold <= 1:
+            raise ValueError(f"[filters.langid] threshold must be in [0, 1], got {self.langid.threshold}")
         for table, names in (("policy", self.policy), ("subsets", self.subsets)):
             unknown = sorted(set(names) - set(SOURCES))
             if unknown:
@@ -233,7 +235,7 @@ class FilterOptions:
             return self.policy[source]
         if specs and source in specs:
             return specs[source].family
-        from pipeline.sources import get_source
+        from pipeline.sources import get_source  # imported late: the source catalog is not needed to run a filter
 
         return get_source(source).family
 
@@ -456,34 +458,6 @@ def source_filters(source: str, opts: FilterOptions, specs: dict | None = None,
     return steps + ([step] if step is not None else [])
 
 
-# --- reading and writing documents between stages (shared by this package's stages) ----------------------
-
-class DocsReader(JsonlReader):
-    """datatrove's JsonlReader, except that an input folder with no files is an empty input, not an error: a
-    source whose every document was dropped upstream must flow on with zero documents."""
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
-        if not self.data_folder.list_files(glob_pattern=self.glob_pattern, recursive=self.recursive):
-            return
-        yield from super().run(data, rank, world_size)
-
-
-def docs_reader(folder: Path) -> JsonlReader:
-    # add_file_path would store absolute paths in metadata: outputs must not depend on where the tree lives
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return DocsReader(str(folder), glob_pattern="*.jsonl.gz", recursive=False, add_file_path=False)
-
-
-def docs_writer(folder: Path) -> JsonlWriter:
-    # base.GZIP: gzip without the write time in its header, so the same input gives the same bytes
-    return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz", compression=getattr(base, "GZIP", "gzip"))
-
-
-def n_input_files(folder: Path) -> int:
-    """One task per input file (the previous stage wrote one per task); 1 before the input exists."""
-    return max(1, len(list(Path(folder).glob("*.jsonl.gz"))))
-
-
 @register
 class FilterStage(Stage):
     name = "filter"
@@ -498,7 +472,7 @@ class FilterStage(Stage):
     def __init__(self, ctx, source=None):
         super().__init__(ctx, source)
         opts = self.options or FilterOptions()
-        fams = opts.families_of(self.source, getattr(self.ctx, "specs", None))
+        fams = opts.families_of(self.source, self.ctx.specs)
         # the rule sets' names are part of the version: changing a family's rules reruns its sources
         self.version = "+".join([type(self).version, *(getattr(opts, f).name for f in fams)])
 
@@ -508,7 +482,7 @@ class FilterStage(Stage):
 
     def jobs(self) -> list[Job]:
         opts = self.options or FilterOptions()
-        steps = source_filters(self.source, opts, getattr(self.ctx, "specs", None), self.ctx.dir("decontaminate"))
+        steps = source_filters(self.source, opts, self.ctx.specs, self.ctx.dir("decontaminate"))
         src = self.input_dir("format")
         return [Job("filter", [docs_reader(src), *steps, docs_writer(self.output_dir)],
                     tasks=n_input_files(src), counts=True)]
