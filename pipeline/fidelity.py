@@ -13,7 +13,8 @@ documents. Each row carries the share removed per stage and per reason (shares o
 rule that removed the most (``stage/reason``), the threshold that applies and a status: ``ok``, ``warn``
 (past the threshold) or ``fail`` (past it with ``fail = true``).
 
-Config (``[fidelity]``, read by the ``fidelity`` stage, which runs this after the last dedup stage)::
+Config (``[fidelity]``, read by the ``fidelity`` stage, which runs this after the last dedup stage, by the
+build's summary and by the manifest stage)::
 
     [fidelity]
     max_removed = 0.5                        # share of a source's documents the build may remove
@@ -114,7 +115,7 @@ class SourceFidelity:
     def message(self) -> str:
         what = f"{self.top_rule} removed {self.top[2]:,} ({self.top[2] / self.docs_in:.0%})" if self.top else ""
         return (f"{self.source}: the build removed {self.removed:,} of {self.docs_in:,} documents ({self.share:.0%}, "
-                f"threshold {self.threshold:.0%}); most by {what}. If that rule does not fit this source, give it "
+                f"threshold {_pct(self.threshold)}); most by {what}. If that rule does not fit this source, give it "
                 f"another family in [filters.policy] or [dedup.policy]; if the loss is expected, raise "
                 f"[fidelity.max_removed_by_source] {self.source}")
 
@@ -164,7 +165,8 @@ def over_threshold(rows: list[SourceFidelity]) -> list[str]:
 def render(rows: list[SourceFidelity]) -> str:
     """What a build prints: a title, the table, then one warning line per source past its threshold."""
     lines = ["fidelity: share of each source's documents removed, per stage", table(rows)]
-    return "\n".join(lines + [f"WARNING fidelity: {m}" for m in over_threshold(rows)])
+    return "\n".join(lines + [f"{'FAILED' if r.status == 'fail' else 'WARNING'} fidelity: {r.message()}"
+                              for r in rows if r.status != "ok"])
 
 
 def check(rows: list[SourceFidelity]) -> None:
@@ -172,6 +174,11 @@ def check(rows: list[SourceFidelity]) -> None:
     failed = [r.message() for r in rows if r.status == "fail"]
     if failed:
         raise FidelityError("sources lost more than [fidelity] allows:\n  " + "\n  ".join(failed))
+
+
+def _pct(share: float) -> str:
+    """A threshold as a percentage, with a decimal only where it has one (50%, 0.5%)."""
+    return f"{share:.0%}" if round(share * 100, 6) == round(share * 100) else f"{share:.1%}"
 
 
 def table(rows: list[SourceFidelity]) -> str:
@@ -185,7 +192,7 @@ def table(rows: list[SourceFidelity]) -> str:
         cells = [r.source, f"{r.docs_in:,}", f"{r.docs_out:,}", f"{r.share:.1%}"]
         cells += [f"{r.stages[s]['share']:.1%}" if s in r.stages and r.stages[s]["removed"] else "-" for s in stages]
         top = f"{r.top_rule} ({r.top[2] / r.docs_in:.0%})" if r.top and r.docs_in else ""
-        body.append(cells + [top, r.status if r.status == "ok" else f"{r.status.upper()} > {r.threshold:.0%}"])
+        body.append(cells + [top, r.status if r.status == "ok" else f"{r.status.upper()} > {_pct(r.threshold)}"])
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
     right = set(range(1, 4 + len(stages)))
 

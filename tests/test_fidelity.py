@@ -1,12 +1,18 @@
 """The fidelity guard: per source, the share each stage removed and by which reason, against a threshold
-that warns or fails; on synthetic accounting chains, then inside a real (tiny) build as the fidelity stage."""
+that warns or fails; on synthetic accounting chains, then inside real builds: the fidelity stage, the table
+in the build's summary (a cached rerun too) and in the manifest, and a failing guard that stops the build
+before the tokenizer, the shards and the manifest."""
 import json
+import re
 
 import pytest
 
+from pipeline.config import load_config
 from pipeline.dag import build
-from pipeline.fidelity import FidelityError, FidelityOptions, check, evaluate, over_threshold, table
-from tests.test_dag_build import REGISTRY, make_mirror, write_config
+from pipeline.dag.cli import build_main
+from pipeline.fidelity import FidelityError, FidelityOptions, check, evaluate, over_threshold, render, table
+from tests.corpus_kit.fake_sources import (ALL_STAGES, REGISTRY, SMALL_REPOS, make_mirror, small_corpus_config,
+                                          write_config)
 
 
 def rec(stage, docs_in, dropped=None, rejected=None):
@@ -122,15 +128,47 @@ def test_report_round_trip_and_manifest_entry_in_the_report_page(tmp_path):
     assert "warn" in fid and "threshold" in fid
 
 
-def test_summary_text_reads_the_stage_report(tmp_path):
-    from types import SimpleNamespace
+#: every stage, the guard after the dedup stages
+GUARDED = ALL_STAGES[:5] + ["fidelity"] + ALL_STAGES[5:]
 
-    from pipeline.stages.fidelity import REPORT, summary_text
 
-    ctx = SimpleNamespace(sources=["pile_arxiv", "oasst"], dir=lambda stage, source=None: tmp_path / stage)
-    assert summary_text(ctx) == ""  # before the stage ran
-    rows = evaluate({s: CHAINS[s] for s in ctx.sources})
-    (tmp_path / "fidelity").mkdir()
-    (tmp_path / "fidelity" / REPORT).write_text(json.dumps({"sources": {r.source: r.to_dict() for r in rows}}))
-    text = summary_text(ctx)
-    assert table(rows) in text and text.count("WARNING fidelity: pile_arxiv") == 1
+def test_summary_prints_the_table_on_a_cached_rerun_as_the_manifest_has_it(tmp_path, capsys):
+    cfg = small_corpus_config(tmp_path, stages=GUARDED, extra="\n[fidelity]\nmax_removed = 0.04\n")
+    assert build_main([str(cfg), "--no-progress"]) == 0
+    first = capsys.readouterr().out
+    assert build_main([str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"corpus fake: (\d+) units \(\1 cached\)", out)  # nothing ran
+    man = json.loads((tmp_path / "shards/manifest.json").read_text())
+    expected = render(evaluate({s: man["sources"][s]["accounting"] for s in SMALL_REPOS},  # config order
+                               FidelityOptions(max_removed=0.04)))
+    # after the per-source summary, the same rows the manifest carries, on both builds
+    assert out.index("TOTAL") < out.index(expected) and expected in first
+    assert "WARNING fidelity: oasst_octopack: the build removed 2 of 37 documents (5%, threshold 4%)" in out
+    assert {s: r["status"] for s, r in man["fidelity"].items()} == {
+        "templategsm": "ok", "oasst_octopack": "warn", "magicoder_oss": "ok"}
+
+
+def test_failing_guard_stops_the_build_before_tokenizer_shards_and_manifest(tmp_path, capsys):
+    cfg = small_corpus_config(tmp_path, stages=GUARDED, extra="\n[fidelity]\nmax_removed = 0.04\nfail = true\n")
+    assert build_main([str(cfg), "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert "fidelity/_corpus [fidelity task 0]: sources lost more than [fidelity] allows" in err and "oasst_octopack: the build removed" in err
+    assert "skipped because an earlier unit failed: tokenizer/_corpus, shard/" in err and "manifest/_corpus" in err
+    assert "FAILED fidelity: oasst_octopack" in out
+    assert not (tmp_path / "shards/manifest.json").exists() and not list(tmp_path.glob("shards/**/*.arrow"))
+    assert not (tmp_path / "work/_corpus/tokenizer/_DONE.json").exists()
+
+    # a warning instead: the stages after the guard run, the ones before it stay cached
+    states = {o.unit: o.state for o in build(load_config(cfg, overrides=["--fidelity.fail=false"]), progress=False)}
+    assert states["filter/templategsm"] == "cached" and states["fidelity/_corpus"] == "done"
+    assert states["tokenizer/_corpus"] == "done" and states["manifest/_corpus"] == "done"
+    # the guard is a gate, not an input: a new threshold reruns it (and the manifest, which shows it), not the
+    # tokenizer or the shards
+    states = {o.unit: o.state for o in build(load_config(cfg, overrides=["--fidelity.fail=false",
+                                                                         "--fidelity.max_removed=0.9"]),
+                                             progress=False)}
+    assert states["fidelity/_corpus"] == "done" and states["manifest/_corpus"] == "done"
+    assert states["tokenizer/_corpus"] == "cached" and states["shard/templategsm"] == "cached"
+    man = json.loads((tmp_path / "shards/manifest.json").read_text())
+    assert man["fidelity"]["oasst_octopack"] == {**man["fidelity"]["oasst_octopack"], "status": "ok", "threshold": 0.9}

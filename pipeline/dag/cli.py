@@ -21,7 +21,7 @@ from jetmoe_core.io import IOFault
 
 from pipeline.config import ConfigError, load_config
 from pipeline.dag.plan import BuildError, make_plan
-from pipeline.dag.report import failure_report, status_rows, summary, table
+from pipeline.dag.report import failure_report, fidelity_summary, status_rows, summary, table
 from pipeline.dag.runner import build
 
 
@@ -65,6 +65,9 @@ def build_main(argv: list[str] | None = None) -> int:
         counts[o.state] = counts.get(o.state, 0) + 1
     print()
     print(summary(plan))
+    fidelity = fidelity_summary(plan)
+    if fidelity:
+        print("\n" + fidelity)
     print(f"\ncorpus {cfg.name}: {len(outcomes)} units (" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
           + f") in {time.monotonic() - t0:.1f}s; work dir {cfg.work_dir}")
     if counts.get("queued"):

@@ -125,7 +125,7 @@ def _build(plan: Plan, cfg: CorpusConfig, progress: bool) -> list[Outcome]:
                    mininterval=0.5 if sys.stderr.isatty() else 10)
         for unit in bar:
             bar.set_postfix_str(unit.id)
-            blocked = [d for d in unit.deps if state.get(d) not in ("done", "cached")]
+            blocked = [d for d in unit.deps + unit.gates if state.get(d) not in ("done", "cached")]
             if io_fault:  # a full or read-only disk fails everything after it: stop at the first fault
                 out = Outcome(unit.id, "blocked", [{"rank": None, "error": "not run: an I/O fault stopped the build",
                                                     "log": None}])
