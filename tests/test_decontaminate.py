@@ -1,20 +1,19 @@
 """Decontamination against evaluation sets laid out as their hub repos (a local mirror of tiny files with
 the real repos' paths and columns), and against a custom local file: documents sharing a 13-gram with an
-example are dropped as decontaminated_<evalset>, the others kept."""
-import gzip
+example are dropped as decontaminated_<evalset>, the others kept; then the decontaminate stage in a real
+build, between the filters and dedup, with its own account in the manifest's chain."""
 import json
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
-from datatrove.executor import LocalPipelineExecutor
 
-from pipeline.stages.base import StageContext
-from pipeline.stages.decontaminate import (EVALSETS, DecontFilter, DecontOptions, build_index, eval_files,
-                                           ngram_hashes, normalize)
-from pipeline.stages.filter import FilterOptions, FilterStage
+from pipeline.config import load_config
+from pipeline.dag import build, make_plan, unit_fingerprint
+from pipeline.stages.decontaminate import (EVALSETS, DecontFilter, DecontOptions, build_index, decont_fingerprint,
+                                           eval_files, ngram_hashes, normalize)
+from tests.corpus_kit.fake_sources import ALL_STAGES, REPO_ROOT, small_corpus_config
 
 GSM_Q = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
          "How many clips did Natalia sell altogether in April and May?")
@@ -87,7 +86,7 @@ def test_catalog_covers_the_papers_table3():
 
 
 def test_each_evalset_catches_a_leaked_example(tmp_path, mirror):
-    opts = DecontOptions(enabled=True, mirror_root=str(mirror))
+    opts = DecontOptions(mirror_root=str(mirror))
     index = build_index(opts, tmp_path / "index")
     meta = json.loads((index / "index.json").read_text())
     assert all(meta["evalsets"][e]["ngrams"] > 0 for e in EVALSETS), meta
@@ -120,13 +119,17 @@ def test_normalization_case_punctuation_numbers():
     assert len(ngram_hashes("twelve words are too few to make one thirteen gram ok", 13)) == 0
 
 
-def test_index_is_built_once_and_rebuilt_when_a_file_changes(tmp_path, mirror):
-    opts = DecontOptions(enabled=True, mirror_root=str(mirror), evalsets=["gsm8k"])
-    first = build_index(opts, tmp_path / "index")
-    assert build_index(opts, tmp_path / "index") == first
+def test_index_follows_the_files_and_a_changed_file_changes_the_fingerprint(tmp_path, mirror):
+    opts = DecontOptions(mirror_root=str(mirror), evalsets=["gsm8k"])
+    before = decont_fingerprint(opts)
+    index = build_index(opts, tmp_path / "index")
+    assert json.loads((index / "index.json").read_text())["evalsets"]["gsm8k"]["examples"] == 1
     rel, rows = ROWS["gsm8k"]
     pq.write_table(pa.Table.from_pylist(rows + rows), mirror / REPOS["gsm8k"] / rel)
-    assert build_index(opts, tmp_path / "index") != first
+    assert decont_fingerprint(opts) != before  # so the stage's unit (and what follows it) reruns
+    assert build_index(opts, tmp_path / "index") == index  # rebuilt in place
+    assert json.loads((index / "index.json").read_text())["evalsets"]["gsm8k"]["examples"] == 2
+    assert not list(tmp_path.glob(".*tmp"))
 
 
 def test_custom_evalset_from_local_jsonl(tmp_path):
@@ -134,7 +137,7 @@ def test_custom_evalset_from_local_jsonl(tmp_path):
     f.parent.mkdir()
     f.write_text(json.dumps({"q": "What is the name of the tallest mountain on the island that the ferry reaches "
                                   "at noon?", "a": "Nobody knows."}) + "\n")
-    opts = DecontOptions(enabled=True, evalsets=["mytask"], custom={"mytask": {"files": [str(tmp_path / "evals/*.jsonl")],
+    opts = DecontOptions(evalsets=["mytask"], custom={"mytask": {"files": [str(tmp_path / "evals/*.jsonl")],
                                                                               "fields": ["q", "a"]}})
     step = DecontFilter(str(build_index(opts, tmp_path / "index")), opts.evalsets, opts.n)
     assert run_filter(step, ["So: what is the name of the tallest mountain on the island that the ferry reaches "
@@ -146,7 +149,7 @@ def test_errors_name_the_file_and_the_fix(tmp_path, mirror):
         DecontOptions(evalsets=["gsm9k"])
     bad = mirror / REPOS["mmlu"] / ROWS["mmlu"][0]
     pq.write_table(pa.Table.from_pylist([{"question": "q only"}]), bad)
-    opts = DecontOptions(enabled=True, mirror_root=str(mirror), evalsets=["mmlu"])
+    opts = DecontOptions(mirror_root=str(mirror), evalsets=["mmlu"])
     with pytest.raises(ValueError, match=r"test-00000-of-00001.parquet: row 0 lacks the fields evaluation set mmlu "
                                          r"needs \(question, choices\)"):
         build_index(opts, tmp_path / "index")
@@ -157,18 +160,39 @@ def test_errors_name_the_file_and_the_fix(tmp_path, mirror):
         eval_files("gsm8k", DecontOptions(mirror_root=str(tmp_path / "nowhere")))
 
 
-def test_filter_stage_counts_decontaminated_documents(tmp_path, mirror):
-    src = tmp_path / "work/refinedweb/format"
-    src.mkdir(parents=True)
-    with gzip.open(src / "00000.jsonl.gz", "wt") as f:
-        for i, text in enumerate([FILLER * 3, f"{FILLER} {GSM_Q} {GSM_A}"]):
-            f.write(json.dumps({"id": str(i), "text": text, "metadata": {}}) + "\n")
-    opts = FilterOptions(policy={"refinedweb": "prose"},
-                         decontaminate={"enabled": True, "mirror_root": str(mirror), "evalsets": ["gsm8k", "mmlu"]})
-    ctx = StageContext("t", None, tmp_path / "work", tmp_path / "shards", ["refinedweb"], {"filters": opts})
-    stage = FilterStage(ctx, "refinedweb")
-    for job in stage.jobs():
-        LocalPipelineExecutor(job.pipeline, tasks=job.tasks, workers=1, logging_dir=str(stage.logs_dir(job.name))).run()
-    acc = stage.accounts()["refinedweb"].check()
-    assert (acc.docs_in, acc.docs_out, dict(acc.dropped)) == (2, 1, {"decontaminated_gsm8k": 1})
-    assert list((tmp_path / "work/_corpus/decontaminate").glob("*/gsm8k.index.hashes"))
+TEMPLATEGSM = REPO_ROOT / "pipeline/samples/math-ai/TemplateGSM/data/1k/0000-0999/templategsm-train-problems-0000.jsonl"
+
+
+def test_decontaminate_stage_in_a_build(tmp_path):
+    """Between filter and dedup when listed: its own account per source, dedup reads its output, the manifest's
+    chain and fidelity table show it; leaving it out of the stages puts dedup back on the filter's output."""
+    leak = tmp_path / "evals/leak.jsonl"
+    leak.parent.mkdir()
+    leak.write_text(TEMPLATEGSM.read_text().splitlines()[0] + "\n")  # one TemplateGSM problem as an "eval set"
+    stages = ALL_STAGES[:3] + ["decontaminate"] + ALL_STAGES[3:] + ["fidelity"]
+    cfg = small_corpus_config(tmp_path, stages=stages, extra=(
+        f'\n[decontaminate]\nevalsets = ["leak"]\n[decontaminate.custom.leak]\nfiles = ["{leak}"]\n'
+        f'fields = ["problem", "solution_wocode"]\n'))
+    outcomes = build(cfg, progress=False)
+    assert {o.state for o in outcomes} == {"done"}, [(o.unit, o.failures) for o in outcomes if o.state != "done"]
+    man = json.loads((tmp_path / "shards/manifest.json").read_text())
+    chain = man["sources"]["templategsm"]["accounting"]
+    assert [a["stage"] for a in chain] == ["format", "filter", "decontaminate", "dedup", "dedup_cross", "shard"]
+    decont = chain[2]
+    # numbers normalise to 0, so the answer's 13-gram "buys 0 notebooks for 0 each so the total is 0 0 0" is
+    # shared by every problem of that template about notebooks, whoever buys them: 13 of the sample's
+    assert decont["dropped"] == {"decontaminated_leak": 13} and decont["docs_in"] == chain[1]["docs_out"]
+    assert chain[3]["docs_in"] == decont["docs_out"]
+    assert all(man["sources"][s]["accounting"][2]["dropped"] == {} for s in ("oasst_octopack", "magicoder_oss"))
+    assert man["fidelity"]["templategsm"]["decontaminate_share"] > 0
+
+    plan = make_plan(load_config(cfg))
+    assert "decontaminate/_corpus" in plan.unit("dedup/templategsm").deps
+    without = load_config(cfg, overrides=[f"--corpus.stages={json.dumps(ALL_STAGES)}"])
+    assert make_plan(without).unit("dedup/templategsm").deps == ["filter/templategsm"]
+    # another evaluation file reruns decontamination and what follows, not the filters
+    fps = {u.id: unit_fingerprint(plan, u, {}) for u in plan.units}
+    leak.write_text(TEMPLATEGSM.read_text().splitlines()[1] + "\n")
+    plan2 = make_plan(load_config(cfg))
+    changed = {u.id for u in plan2.units if unit_fingerprint(plan2, u, {}) != fps[u.id]}
+    assert "filter/templategsm" not in changed and {"decontaminate/_corpus", "dedup/templategsm"} <= changed

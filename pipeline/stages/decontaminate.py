@@ -1,27 +1,30 @@
-"""N-gram decontamination: drop training documents that share a long n-gram with an evaluation set.
+"""The ``decontaminate`` stage: drop training documents that share a long n-gram with an evaluation set.
 
-Config (``[filters.decontaminate]``; off unless ``enabled``)::
+Optional: list ``"decontaminate"`` in ``[corpus] stages`` (after ``filter``); the dedup stage then reads its
+output instead of the filter's (``after_if_configured``). Config (``[decontaminate]``)::
 
-    [filters.decontaminate]
-    enabled = true
+    [decontaminate]
     evalsets = ["gsm8k", "humaneval", "mbpp", "mmlu", "arc", "hellaswag", "truthfulqa", "winogrande"]
     n = 13                                # GPT-3's 13-grams, as OLMo's and Dolma's decontamination
     mirror_root = "/data/hf-mirror"       # <root>/<repo_id>/<path in repo>; "" = download from the hub
-    [filters.decontaminate.custom.mytask] # any local files: jsonl, json or parquet, the fields to index
+    [decontaminate.custom.mytask]         # any local files: jsonl, json or parquet, the fields to index
     files = ["/data/evals/mytask/*.jsonl"]
     fields = ["question", "answer"]
 
 Contract: a document is dropped when any of its n-grams (after datatrove's ``simplify_text``: lower case,
 numbers as 0, punctuation and diacritics removed, whitespace collapsed) is an n-gram of an evaluation example;
-it is counted as ``decontaminated_<evalset>`` in the filter stage's accounting (the evaluation set of the
-first matching n-gram in the document). An example is indexed as the text a leak would show: question and
-answer together (so the n-grams of each and those across the seam), each multiple-choice option after its
-question, WinoGrande's sentence with each option in the blank. A text shorter than ``n`` words has no n-gram.
+it is counted as ``decontaminated_<evalset>`` in this stage's accounting (the evaluation set of the first
+matching n-gram in the document). An example is indexed as the text a leak would show: question and answer
+together (so the n-grams of each and those across the seam), each multiple-choice option after its question,
+WinoGrande's sentence with each option in the blank. A text shorter than ``n`` words has no n-gram.
 
-The index is built once per build, in the driver, under ``<work_dir>/_corpus/decontaminate/<key>/`` as
-datatrove's ``<task>.index.hashes`` files (uint64 xxhash64 of the n-grams, the format its
-``NGramsDecontFilter`` reads); datatrove's own indexer needs lighteval and the hub to read the tasks, which
-is why this module reads the evaluation files itself. The filter step looks n-grams up in one sorted array.
+One unit for the corpus: its first job builds the index once, as datatrove's ``<evalset>.index.hashes``
+files (uint64 xxhash64 of the n-grams, the format its ``NGramsDecontFilter`` reads) in
+``work/<corpus>/_corpus/decontaminate/index/``; datatrove's own indexer needs lighteval and the hub to read
+the tasks, which is why this module reads the evaluation files itself. Then one job per source filters the
+filter stage's documents into ``work/<corpus>/<source>/decontaminate/``, looking n-grams up in one sorted
+array. The unit's fingerprint holds the options and the sha256 of local evaluation files (custom sets, a
+mirror), so changing either reruns it and what follows, never the filters before it.
 
 ``EVALSETS`` names the paper's Table 3 benchmarks with their hub layout (the split the Open LLM Leaderboard
 scores: test, or validation where test labels are hidden).
@@ -30,7 +33,6 @@ scores: test, or validation where test labels are hidden).
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -43,10 +45,15 @@ from typing import Any, Callable
 import numpy as np
 import xxhash
 from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.text import TextNormConfig, simplify_text
 
 from jetmoe_core.io import sha256_file
+
+from pipeline.accounting import StageAccount, from_datatrove_stats
+from pipeline.stages.base import Job, Stage, register
+from pipeline.stages.documents import docs_reader, docs_writer, n_input_files
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ EVALSETS: dict[str, EvalSet] = {
 
 @dataclass
 class CustomEvalSet:
-    """``[filters.decontaminate.custom.<name>]``: local files (globs) and the fields joined into one text."""
+    """``[decontaminate.custom.<name>]``: local files (globs) and the fields joined into one text."""
     files: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
 
@@ -107,8 +114,7 @@ class CustomEvalSet:
 
 @dataclass
 class DecontOptions:
-    """The ``[filters.decontaminate]`` table."""
-    enabled: bool = False
+    """The ``[decontaminate]`` table."""
     #: names from EVALSETS or from ``custom``; the paper's Table 3 by default
     evalsets: list[str] = field(default_factory=lambda: list(EVALSETS))
     n: int = 13
@@ -120,10 +126,10 @@ class DecontOptions:
         self.custom = {k: v if isinstance(v, CustomEvalSet) else CustomEvalSet(**v) for k, v in self.custom.items()}
         unknown = [e for e in self.evalsets if e not in EVALSETS and e not in self.custom]
         if unknown:
-            raise ValueError(f"[filters.decontaminate] evalsets {unknown} unknown; built in: {', '.join(EVALSETS)}; "
-                             f"or describe one under [filters.decontaminate.custom.<name>]")
+            raise ValueError(f"[decontaminate] evalsets {unknown} unknown; built in: {', '.join(EVALSETS)}; "
+                             f"or describe one under [decontaminate.custom.<name>]")
         if self.n < 3:
-            raise ValueError(f"[filters.decontaminate] n = {self.n}: n-grams this short match ordinary text")
+            raise ValueError(f"[decontaminate] n = {self.n}: n-grams this short match ordinary text")
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -179,7 +185,7 @@ def eval_files(name: str, opts: DecontOptions, download_dir: Path | None = None)
     if name in opts.custom:
         files = sorted({Path(p) for pat in opts.custom[name].files for p in glob.glob(os.path.expanduser(pat))})
         if not files:
-            raise FileNotFoundError(f"[filters.decontaminate.custom.{name}] files {opts.custom[name].files} "
+            raise FileNotFoundError(f"[decontaminate.custom.{name}] files {opts.custom[name].files} "
                                     f"match no file")
         return files
     spec = EVALSETS[name]
@@ -212,10 +218,9 @@ def example_texts(name: str, opts: DecontOptions, files: list[Path]) -> list[str
     return out
 
 
-def decont_fingerprint(opts: DecontOptions) -> list | None:
-    """What the decontamination's output depends on beyond the options: the local evaluation files' bytes."""
-    if not opts.enabled:
-        return None
+def decont_fingerprint(opts: DecontOptions) -> list:
+    """What the decontamination's output depends on beyond the options: the local evaluation files' bytes (hub
+    sets are read at the revision the options name)."""
     out = []
     for name in opts.evalsets:
         if name in opts.custom or opts.mirror_root:
@@ -223,20 +228,13 @@ def decont_fingerprint(opts: DecontOptions) -> list | None:
     return out
 
 
-def build_index(opts: DecontOptions, root: Path) -> Path:
-    """Write ``<evalset>.index.hashes`` for every evaluation set under ``root/<key>`` once; returns that folder.
-
-    The key hashes the options and the evaluation files' contents, so a change builds a new index and an
-    unchanged one is reused by every source of the build."""
-    root = Path(root)
-    files = {name: eval_files(name, opts, root / "_downloads") for name in opts.evalsets}
-    key = hashlib.sha256(json.dumps([opts.n, sorted(opts.evalsets),
-                                     {n: [sha256_file(p) for p in fs] for n, fs in files.items()},
-                                     {n: [opts.custom[n].fields] for n in opts.custom}]).encode()).hexdigest()[:16]
-    out = root / key
-    if (out / "index.json").is_file():
-        return out
-    tmp = root / f".{key}.{os.getpid()}.tmp"
+def build_index(opts: DecontOptions, out: Path, download_dir: Path | None = None) -> Path:
+    """Write ``<evalset>.index.hashes`` for every evaluation set, and ``index.json`` (examples, n-grams and
+    files per set), into the folder ``out`` (replaced whole, atomically); returns ``out``. Hub sets are
+    downloaded into ``download_dir`` (default ``out/../_downloads``)."""
+    out = Path(out)
+    files = {name: eval_files(name, opts, download_dir or out.parent / "_downloads") for name in opts.evalsets}
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     counts = {}
@@ -247,10 +245,8 @@ def build_index(opts: DecontOptions, root: Path) -> Path:
         counts[name] = {"examples": len(texts), "ngrams": int(len(hashes)),
                         "files": [str(p) for p in files[name]]}
     (tmp / "index.json").write_text(json.dumps({"n": opts.n, "evalsets": counts}, indent=2, sort_keys=True) + "\n")
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process built the same index first: identical content, keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # a rebuild after a killed run: the new index replaces the old
+    os.replace(tmp, out)
     return out
 
 
@@ -286,10 +282,52 @@ class DecontFilter(BaseFilter):
         return False, f"decontaminated_{self.evalsets[self._owner[pos[hit[0]]]]}"
 
 
-def decont_filter(opts: DecontOptions, index_root: Path | None) -> DecontFilter | None:
-    """The filter step (building the index first), or None when decontamination is off."""
-    if not opts.enabled:
-        return None
-    if index_root is None:
-        raise ValueError("decontamination needs a folder for its index (the build's work folder)")
-    return DecontFilter(str(build_index(opts, index_root)), opts.evalsets, opts.n)
+class BuildIndex(PipelineStep):
+    """The index job's one task: :func:`build_index` into the stage's ``index/`` folder."""
+
+    type = "🔎 - INDEX"
+    name = "🦠 evaluation n-grams"
+
+    def __init__(self, opts: DecontOptions, out: str):
+        super().__init__()
+        self.opts, self.out = opts, out
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        build_index(self.opts, Path(self.out))
+        return
+        yield
+
+
+@register
+class DecontaminateStage(Stage):
+    name = "decontaminate"
+    version = "v1"
+    after = ("filter",)
+    scope = "corpus"
+    section = "decontaminate"
+    Options = DecontOptions
+
+    @property
+    def index_dir(self) -> Path:
+        return self.output_dir / "index"
+
+    def jobs(self) -> list[Job]:
+        opts = self.options or DecontOptions()
+        jobs = [Job("index", [BuildIndex(opts, str(self.index_dir))])]
+        for s in self.ctx.sources:
+            src = self.input_dir("filter", s)
+            jobs.append(Job(f"decontaminate_{s}", [docs_reader(src), DecontFilter(str(self.index_dir), opts.evalsets,
+                                                                                  opts.n),
+                                                   docs_writer(self.ctx.dir(self.name, s))],
+                            tasks=n_input_files(src), counts=True))
+        return jobs
+
+    def fingerprint_extra(self):
+        opts = self.options or DecontOptions()
+        return [opts, decont_fingerprint(opts)]
+
+    def output_paths(self) -> list[Path]:
+        return [self.output_dir, *(self.ctx.dir(self.name, s) for s in self.ctx.sources)]
+
+    def accounts(self) -> dict[str, StageAccount]:
+        return {s: from_datatrove_stats(self.name, self.task_stats(f"decontaminate_{s}")) for s in self.ctx.sources}

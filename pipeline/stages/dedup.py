@@ -15,6 +15,7 @@ Config (``[dedup]`` in the corpus TOML)::
     word_splitter = "regex" # shingles are word n-grams: "regex" (pipeline/text.py) or "spacy"
     cross_source = true     # drop a document whose normalized text a source earlier in the config kept
 
+The stage reads the filter stage's documents, or the decontaminate stage's when ``[corpus] stages`` lists it.
 Which copy is kept is deterministic: for exact duplicates the first in (task, position) order; for MinHash the
 root of datatrove's union-find; across sources the copy in the source listed first in the config.
 Removed documents are counted under ``exact_dup`` / ``minhash_dup`` / ``cross_source_dup``, and each one is
@@ -292,13 +293,19 @@ class DedupStage(Stage):
     name = "dedup"
     version = "v1"
     after = ("filter",)
+    # when configured, decontamination runs between the filters and dedup, and dedup reads its output
+    after_if_configured = ("decontaminate",)
     scope = "source"
     section = "dedup"
     Options = DedupOptions
 
+    def fingerprint_extra(self):
+        # this source's level, not the whole policy: changing another source's level reruns only that source
+        return replace((self.options or DedupOptions()).for_source(self.source), policy={})
+
     def jobs(self) -> list[Job]:
         opts = (self.options or DedupOptions()).for_source(self.source)
-        src = self.input_dir("filter")
+        src = self.input_dir("decontaminate" if "decontaminate" in self.ctx.stages else "filter")
         return dedup_jobs(src, self.output_dir, self.output_dir, opts, n_input_files(src))
 
 

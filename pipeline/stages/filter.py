@@ -20,7 +20,6 @@ Config (``[filters]`` in the corpus TOML; every key optional)::
     [filters.code]               # CodeFilter fields: max_line_length, max_mean_line_length, ...
     [filters.chat]               # ChatSanityFilter fields: max_chars, max_replacement_ratio, ...
     [filters.langid]             # optional fastText language ID (off unless `model` is a local file)
-    [filters.decontaminate]      # optional n-gram decontamination against evaluation sets (decontaminate.py)
 
 Why families: the web rules were built for raw CommonCrawl (Gopher, C4, FineWeb, Dolma all apply them to
 crawl only); on curated papers, LaTeX, math and textbooks they fail by construction (Gopher's alphabetic-word
@@ -29,8 +28,8 @@ length, boilerplate. The shipped configs give each source its family with a one-
 
 Every dropped document is counted under a reason (``dropped_<reason>`` in datatrove's stats, then in the
 manifest's accounting): datatrove's own reasons for the web rules (``gopher_short_doc``, ``too_few_sentences``,
-``line_punct_ratio`` ...), ``prose_*``, ``code_*``, ``chat_*`` and ``decontaminated_<evalset>`` for ours,
-``empty`` everywhere.
+``line_punct_ratio`` ...), ``prose_*``, ``code_*`` and ``chat_*`` for ours, ``empty`` everywhere.
+Decontamination against evaluation sets is a stage of its own (``pipeline/stages/decontaminate.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from jetmoe_core.config import from_table
 
 from pipeline.stages.base import Job, Stage, register
-from pipeline.stages.decontaminate import DecontOptions, decont_filter, decont_fingerprint
 from pipeline.stages.documents import docs_reader, docs_writer, n_input_files
 from pipeline.stages.web_rules import (FastC4QualityFilter, FastFineWebQualityFilter, FastGopherQualityFilter,
                                        FastGopherRepetitionFilter)
@@ -190,13 +188,11 @@ class FilterOptions:
     subsets: dict[str, SubsetRules] = field(default_factory=dict)
     #: ``[filters.langid]``: language ID, off unless a local model file is given
     langid: LangIdOptions = field(default_factory=LangIdOptions)
-    #: ``[filters.decontaminate]``: drop documents sharing long n-grams with evaluation sets
-    decontaminate: DecontOptions = field(default_factory=DecontOptions)
 
     def __post_init__(self):
         # a FilterOptions made in code may hold plain dicts for its nested tables (the config loader types them)
         for name, cls in (("web", WebFilters), ("prose", ProseFilters), ("code", CodeFilters),
-                          ("chat", ChatFilters), ("langid", LangIdOptions), ("decontaminate", DecontOptions)):
+                          ("chat", ChatFilters), ("langid", LangIdOptions)):
             setattr(self, name, from_table(cls, getattr(self, name) or {}, source="FilterOptions",
                                            where=f"filters.{name}"))
         self.subsets = {s: from_table(SubsetRules, t, source="FilterOptions", where=f"filters.subsets.{s}")
@@ -444,25 +440,21 @@ class SubsetRouter(BaseFilter):
         return True
 
 
-def source_filters(source: str, opts: FilterOptions, specs: dict | None = None,
-                   index_root: Path | None = None) -> list:
-    """Every filter step of one source: its family's rules (or its subsets' rules), then decontamination."""
+def source_filters(source: str, opts: FilterOptions, specs: dict | None = None) -> list:
+    """Every filter step of one source: the empty check, then its family's rules (or its subsets' rules)."""
     family = opts.family(source, specs)
     sub = opts.subsets.get(source)
     if sub:
         chains = {value: rule_steps(fam, opts) for value, fam in sub.rules.items()}
-        steps = [EmptyFilter(), SubsetRouter(sub.field, chains, rule_steps(family, opts))]
-    else:
-        steps = family_filters(family, opts)
-    step = decont_filter(opts.decontaminate, index_root)
-    return steps + ([step] if step is not None else [])
+        return [EmptyFilter(), SubsetRouter(sub.field, chains, rule_steps(family, opts))]
+    return family_filters(family, opts)
 
 
 @register
 class FilterStage(Stage):
     name = "filter"
-    # v3: a rule family per source ([filters.policy], subsets), prose sanity rules, decontamination;
-    # the web rules give the same verdicts as v2
+    # v3: a rule family per source ([filters.policy], subsets), prose sanity rules; the web rules give the
+    # same verdicts as v2
     version = "v3"
     after = ("format",)
     scope = "source"
@@ -476,13 +468,9 @@ class FilterStage(Stage):
         # the rule sets' names are part of the version: changing a family's rules reruns its sources
         self.version = "+".join([type(self).version, *(getattr(opts, f).name for f in fams)])
 
-    def fingerprint_extra(self):
-        opts = self.options or FilterOptions()
-        return [opts, decont_fingerprint(opts.decontaminate)]
-
     def jobs(self) -> list[Job]:
         opts = self.options or FilterOptions()
-        steps = source_filters(self.source, opts, self.ctx.specs, self.ctx.dir("decontaminate"))
+        steps = source_filters(self.source, opts, self.ctx.specs)
         src = self.input_dir("format")
         return [Job("filter", [docs_reader(src), *steps, docs_writer(self.output_dir)],
                     tasks=n_input_files(src), counts=True)]
