@@ -12,6 +12,7 @@ from datatrove.executor import LocalPipelineExecutor
 
 from pipeline.accounting import from_datatrove_stats
 from pipeline.config import ConfigError, load_config
+from pipeline.dag import make_plan, unit_fingerprint
 from pipeline.sources import SOURCES
 from pipeline.stages.base import StageContext
 from pipeline.stages.dedup import DedupOptions, DedupStage
@@ -119,6 +120,20 @@ def test_dedup_policy_per_source(tmp_path):
     assert opts.for_source("pile_arxiv") is opts                     # unlisted: the table's defaults
     ctx = StageContext("t", None, tmp_path, tmp_path, ["templategsm"], {"dedup": opts})
     assert [j.name for j in DedupStage(ctx, "templategsm").jobs()] == ["exact_hashes", "dedup"]
+
+
+def test_a_sources_dedup_level_reruns_that_source_only(tmp_path):
+    def fingerprints(level):
+        p = _config(tmp_path, f'[dedup.policy]\ntemplategsm = "{level}"\n').read_text()
+        (tmp_path / "c.toml").write_text(p.replace('sources = ["refinedweb"]', 'sources = ["refinedweb", "templategsm"]'
+                                                                            '\nstages = ["download", "format", "filter",'
+                                                                            ' "dedup"]'))
+        plan = make_plan(load_config(tmp_path / "c.toml"))
+        return {u.id: unit_fingerprint(plan, u, {}) for u in plan.units if u.stage == "dedup"}
+
+    exact, near = fingerprints("exact"), fingerprints("minhash")
+    assert exact["dedup/refinedweb"] == near["dedup/refinedweb"]
+    assert exact["dedup/templategsm"] != near["dedup/templategsm"]
 
 
 def _config(tmp_path, body: str) -> Path:
