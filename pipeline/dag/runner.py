@@ -7,9 +7,10 @@ Units run in plan order. A unit whose record still holds (``records.not_done_rea
 upstream records, its outputs there and unchanged) is ``cached``; otherwise it is prepared, every datatrove
 job of it runs with the configured executor, every task is checked for its completion marker, and the unit's
 accounting is collected and ``_DONE.json`` written last. A failed task fails its unit only: units that need it
-are ``blocked``, everything else runs. An I/O fault (a full or read-only disk, a vanished file), in this
-process or in a task, stops the build: its outcome carries the explained error (path, errno, fix). With
-``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``).
+are ``blocked`` (and a blocked unit marked ``clear_when_blocked``, the manifest, has its outputs removed when
+its record no longer holds), everything else runs. An I/O fault (a full or read-only disk, a vanished file),
+in this process or in a task, stops the build: its outcome carries the explained error (path, errno, fix).
+With ``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pipeline.config import CorpusConfig, load_config
 from pipeline.dag.executors import incomplete_ranks, make_executor, read_failures
 from pipeline.dag.lock import build_lock
 from pipeline.dag.plan import BuildError, Plan, Unit, make_plan
-from pipeline.dag.records import Outcome, finish, not_done_reason, prepare, unit_fingerprint, unit_inputs
+from pipeline.dag.records import (Outcome, clear, finish, not_done_reason, prepare, unit_fingerprint,
+                                  unit_inputs)
 from pipeline.dag.slurm import submit_slurm
 
 
@@ -132,6 +134,10 @@ def _build(plan: Plan, cfg: CorpusConfig, progress: bool) -> list[Outcome]:
             elif blocked:
                 out = Outcome(unit.id, "blocked", [{"rank": None, "error": f"needs {', '.join(blocked)}",
                                                     "log": None}])
+                stale = plan.instance(unit)
+                if stale.clear_when_blocked and not_done_reason(stale, unit_fingerprint(plan, unit, cache),
+                                                                unit_inputs(plan, unit)) is not None:
+                    clear(stale)
             else:
                 out = run_unit(plan, unit, unit_fingerprint(plan, unit, cache))
             state[unit.id] = out.state

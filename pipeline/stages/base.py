@@ -125,6 +125,10 @@ class Stage(ABC):
     #: True when a rerun must keep the unit's files because its job brings them up to date in place (a hub
     #: download resumes and fetches only what is missing); the runner then clears only the task markers
     repairs_in_place: ClassVar[bool] = False
+    #: True for a unit whose outputs must not outlive its record: when a build skips it (a unit it waits for
+    #: failed) and its record no longer holds (another config, changed inputs), the runner removes them. The
+    #: manifest: a trainer must not read a corpus that the current config did not finish
+    clear_when_blocked: ClassVar[bool] = False
 
     @classmethod
     def runs_after(cls, stages: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -107,6 +107,9 @@ class ManifestStage(Stage):
     version = "v2"  # v2: the fidelity table
     after = ("shard",)
     scope = "corpus"
+    # a build that stops before the manifest (a failed fidelity guard, a failed source) leaves no manifest of
+    # another config or of other inputs behind for the trainer to read
+    clear_when_blocked = True
 
     def jobs(self) -> list[Job]:
         cfg = self.ctx.config
