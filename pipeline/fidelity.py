@@ -114,7 +114,7 @@ class SourceFidelity:
 
     def message(self) -> str:
         what = f"{self.top_rule} removed {self.top[2]:,} ({self.top[2] / self.docs_in:.0%})" if self.top else ""
-        return (f"{self.source}: the build removed {self.removed:,} of {self.docs_in:,} documents ({self.share:.0%}, "
+        return (f"{self.source}: the build removed {self.removed:,} of {self.docs_in:,} documents ({self.share:.1%}, "
                 f"threshold {_pct(self.threshold)}); most by {what}. If that rule does not fit this source, give it "
                 f"another family in [filters.policy] or [dedup.policy]; if the loss is expected, raise "
                 f"[fidelity.max_removed_by_source] {self.source}")

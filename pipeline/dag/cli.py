@@ -86,7 +86,8 @@ def build_main(argv: list[str] | None = None) -> int:
         return 2
     if report:
         print("\nFAILED:\n" + report, file=sys.stderr)
-        print("\nfix or delete the files named above and run the same command again: finished work is kept.",
+        print("\nfix or delete the files named above (or change the settings a failed check names) and run the "
+              "same command again: finished work is kept.",
               file=sys.stderr)
         return 1
     return 0
