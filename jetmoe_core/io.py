@@ -118,6 +118,8 @@ _FIXES = {
     errno.EPERM: "the operation is not permitted there: fix the permissions or point the output elsewhere",
     errno.ENOENT: "the file or folder vanished (deleted while in use?): restore it, or run again to redo it",
     errno.EIO: "the disk reported an I/O error: check the device (dmesg), then run again",
+    errno.EFBIG: "a file size limit was reached (ulimit -f, or the filesystem's largest file): raise it or point "
+                 "the output at another filesystem",
     errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run again",
     errno.ENAMETOOLONG: "the path is too long: use a shorter output folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
@@ -141,10 +143,12 @@ class IOFault(OSError):
     into exit status 2 with this message instead of a traceback."""
 
     @classmethod
-    def from_os_error(cls, e: OSError, action: str, path: str | os.PathLike | None = None) -> "IOFault":
+    def from_os_error(cls, e: OSError, action: str, path: str | os.PathLike | None = None,
+                      then: str = "") -> "IOFault":
+        """``then``: what to do after the fix, appended (e.g. "then run the same command again to resume")."""
         if isinstance(e, IOFault):
             return e
-        fault = cls(e.errno, explain_os_error(e, action, path))
+        fault = cls(e.errno, explain_os_error(e, action, path) + (f"; {then}" if then else ""))
         fault.filename = str(path) if path is not None else e.filename
         return fault
 

@@ -35,6 +35,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.faulty_file import WatchedFile
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = "JETMOE_FAULT_PLAN"
 
@@ -98,31 +100,17 @@ class _State:
 _STATE: _State | None = None
 
 
-class _FaultyFile:
+def _faulty_file(f, path) -> WatchedFile:
     """A file opened for writing whose ``write`` counts and may fail after writing half of its bytes."""
 
-    def __init__(self, f, path):
-        self._f, self._path = f, path
-
-    def write(self, data):
+    def before_write(data, real):
         try:
-            _STATE.check(self._path)
+            _STATE.check(path)
         except OSError:
-            self._f.write(data[: len(data) // 2])
+            real.write(data[: len(data) // 2])
             raise
-        return self._f.write(data)
 
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return self._f.__exit__(*exc)
-
-    def __iter__(self):
-        return iter(self._f)
+    return WatchedFile(f, before_write)
 
 
 def _writing(mode: str) -> bool:
@@ -133,7 +121,7 @@ def _open(file, mode="r", *args, **kwargs):
     if _writing(mode):
         _STATE.check(file)
         f = _real["open"](file, mode, *args, **kwargs)
-        return _FaultyFile(f, file) if _STATE.concerns(file) else f
+        return _faulty_file(f, file) if _STATE.concerns(file) else f
     return _real["open"](file, mode, *args, **kwargs)
 
 
