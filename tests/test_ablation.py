@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import shlex
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,16 @@ def test_shipped_grid_declares_the_issue_variants():
     assert {shapes[n][0] for n in ("experts4", "jetmoe", "experts16")} == {(4, 2), (8, 2), (16, 2)}
 
 
-@pytest.mark.parametrize("overrides", [[], ["--model.d_model=96", "--model.n_kv_heads=4", "--model.ffn_hidden=96"]])
+def documented_gpu_overrides() -> list[str]:
+    """The overrides of the bigger-run command in docs/ablations.md (not run here: it needs a GPU)."""
+    text = (REPO / "docs" / "ablations.md").read_text()
+    block = next(b for b in text.split("```bash")[1:] if "--grid.name=gpu" in b).split("```")[0]
+    args = shlex.split(block.replace("\\\n", " "))
+    assert args[:4] == ["python", "-m", "trainer", "ablation"]
+    return [a for a in args[5:] if a.startswith("--")]
+
+
+@pytest.mark.parametrize("overrides", [[], documented_gpu_overrides()], ids=["cpu", "documented-gpu"])
 def test_every_pair_has_equal_active_params(overrides):
     grid = load_grid(CPU, overrides)
     tol = grid.section.active_tolerance
