@@ -32,7 +32,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 from jetmoe_core.config import ConfigError, apply_overrides, did_you_mean, from_table, load_toml, parse_override
 from trainer.config import RunConfig, resolve_model_config
