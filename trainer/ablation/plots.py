@@ -71,7 +71,9 @@ def plot_expert_load(results: dict, out: Path) -> Path | None:
     if not sparse:
         return None
     plt = pyplot()
-    fig, axes = plt.subplots(len(sparse), 2, figsize=(11, 1.9 * len(sparse) + 0.8), squeeze=False, sharex=True)
+    height = 1.9 * len(sparse) + 0.8
+    fig, axes = plt.subplots(len(sparse), 2, figsize=(11, height), squeeze=False, sharex=True)
+    fig.subplots_adjust(top=1 - 0.7 / height, hspace=0.45)  # room for the title, none wasted under it
     runs = by_variant(results)
     for row, (name, v) in enumerate(sparse):
         for col, (kind, title) in enumerate((("attn", "MoA"), ("mlp", "MoE"))):
