@@ -10,6 +10,8 @@ RUN_DIR ?= runs/$(MODEL)
 LAUNCH ?= $(PY)
 ARGS ?=
 EXPORT_DIR ?= exports/$(MODEL)
+CORPUS_DIR ?= shards/$(CORPUS)
+REPORT_DIR ?= reports/$(MODEL)
 
 .PHONY: help setup corpus status verify inspect phase1 phase2 export demo test bench report clean
 
@@ -43,8 +45,8 @@ phase2: setup ## train phase 2 (decay, phase-2 mixture) from phase 1's last chec
 export: setup ## write a Hugging Face JetMoeForCausalLM folder from the run's last checkpoint
 	$(PY) -m trainer export $(RUN_DIR) $(EXPORT_DIR)
 
-report: setup ## PNG plots of the run and the corpus into reports/
-	$(PY) -m trainer report --run $(RUN_DIR) --corpus shards/$(CORPUS) --out reports/$(MODEL)
+report: setup ## plots and one HTML page of the run and its corpus: open reports/$(MODEL)/index.html
+	$(PY) -m trainer report --run $(RUN_DIR) --corpus $(CORPUS_DIR) --out $(REPORT_DIR)
 
 demo: setup ## the whole demo on the embedded sample: corpus, phase 1, phase 2, export
 	$(MAKE) corpus

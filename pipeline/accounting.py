@@ -4,7 +4,7 @@ Every document that enters a stage leaves it exactly one way: kept (``docs_out``
 (``dropped[reason]``: quality filters, dedup) or rejected as bad input (``rejected[reason]``: invalid
 JSON, missing field, ...). ``docs_in == docs_out + sum(dropped) + sum(rejected)`` always holds, and each
 stage's ``docs_in`` is the previous stage's ``docs_out``. The manifest carries the list of these records
-per source (see the shard contract in the README).
+per source (see the shard contract in docs/design.md).
 
 Stages report through datatrove's own statistics: a step that removes a document calls
 ``self.stat_update(f"dropped_{reason}")`` or ``self.stat_update(f"rejected_{reason}")`` (datatrove's

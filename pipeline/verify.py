@@ -1,4 +1,4 @@
-"""Check a built corpus against the shard contract (README.md, "The shard contract").
+"""Check a built corpus against the shard contract (docs/design.md, "The shard contract").
 
     python -m pipeline verify shards/sample          # manifest, tokenizer, every part, accounting
     python -m pipeline verify shards/sample --deep   # also: every token id < vocab size (reads all tokens)

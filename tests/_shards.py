@@ -1,4 +1,4 @@
-"""Tiny corpora that follow the shard contract (README.md), for tests of the loader and the trainer.
+"""Tiny corpora that follow the shard contract (docs/design.md), for tests of the loader and the trainer.
 
     from tests._shards import make_corpus
     root = make_corpus(tmp_path / "c", sources={"web": 20_000, "code": 5_000}, vocab=512, seed=0)

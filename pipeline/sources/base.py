@@ -160,7 +160,7 @@ class SourceSpec:
     file_adapter: FileAdapter | None = field(default=None, repr=False, compare=False)
     #: the hub-side fields, for docs and tests: "content, url, ..."
     fields: str = ""
-    #: for chat sets: how the record's fields become turns (the README table prints it)
+    #: for chat sets: how the record's fields become turns (the table in docs/sources.md prints it)
     rendering: str = ""
     #: why a revision is a branch, or which fields are unverified
     notes: str = ""

@@ -1,6 +1,6 @@
 """Instruction, chat and SFT sets, each rendered to text by the one :class:`ChatTemplate`.
 
-How each set's fields become turns is in every spec's ``rendering`` (the README prints
+How each set's fields become turns is in every spec's ``rendering`` (docs/sources.md prints
 them). All are family ``chat`` except CommitPackFT (family ``code``: its turns are mostly source code).
 """
 

@@ -4,7 +4,7 @@
     corpus = Corpus.open("shards/sample")
     corpus.sources, corpus.n_tokens("refinedweb"), corpus.vocab_size
 
-The trainer meets the corpus builder only through these files (README.md, "The shard contract"), so this
+The trainer meets the corpus builder only through these files (docs/design.md, "The shard contract"), so this
 module reads the manifest and the parts itself and never imports `pipeline`.
 
 Zero copy: a part is an uncompressed Arrow IPC file opened with `pa.memory_map`; the `input_ids` column's
@@ -172,7 +172,7 @@ class Corpus:
 
 
 def check_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_sha256: str | None = None) -> None:
-    """Refuse a corpus whose tokenizer does not match the model config (README.md, "The shard contract").
+    """Refuse a corpus whose tokenizer does not match the model config (docs/design.md, "The shard contract").
 
     vocab_size must equal the corpus's vocab size; tokenizer_sha256, when the model config pins one, must equal
     the manifest's. The tokenizer.json on disk must also still hash to the manifest's value.

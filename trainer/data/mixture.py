@@ -4,7 +4,7 @@
     mix = load_mixture("mixtures/phase1.toml", Corpus.open("shards/sample"))
     mix.shares   # {"refinedweb": 0.64, ...}: share of the phase's TOKENS per source
 
-What a weight means (README.md, "What a weight means"): a weight is a share of the tokens the phase draws,
+What a weight means (docs/mixtures.md, "What a weight means"): a weight is a share of the tokens the phase draws,
 a sampling probability by token, not a multiplier of passes. Weights are normalised to sum 1; zero (or
 leaving a source out) removes it. A group's weight is split among its members by their train token counts
 (`split = "tokens"`, default) or equally (`split = "equal"`).
