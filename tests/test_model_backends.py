@@ -56,6 +56,7 @@ def test_auto_and_forced_backends():
             resolve_backend("megablocks", torch.device("cpu"), (32, 48), mlp=True)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_bf16_backends_match_bf16_reference():
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ from torch import nn
 from .config import ModelConfig
 from .loss import linear_cross_entropy
 from .moe import ExpertLinear, MoEMLP, Routing, TopKRouter, permute_rows, resolve_backend
-from .precision import WeightCastCache, autocast_weight
+from .precision import CastLinear, WeightCastCache, autocast_weight
 
 __all__ = ["JetMoE", "ModelOutput", "Block", "MoA", "RMSNorm"]
 
@@ -90,8 +90,7 @@ class MoA(nn.Module):
         super().__init__()
         self.cfg = cfg
         width = cfg.attn_width
-        self.kv_proj = nn.Linear(cfg.d_model, 2 * width, bias=False)  # [K; V] along out, as HF
-        self.kv_proj.weight_lp = None  # see trainer.model.precision
+        self.kv_proj = CastLinear(cfg.d_model, 2 * width, bias=False)  # [K; V] along out, as HF
         self.router = TopKRouter(cfg.d_model, cfg.n_experts, cfg.top_k)
         self.q_proj = ExpertLinear(cfg.n_experts, cfg.d_model, width)   # HF experts.input_linear
         self.o_proj = ExpertLinear(cfg.n_experts, width, cfg.d_model)   # HF experts.output_linear
@@ -112,7 +111,7 @@ class MoA(nn.Module):
         to_attn, to_sorted = routing.head_permutation(h)
         q = self.q_proj(routing.gather_tokens(flat), routing, backend)
         q = permute_rows(q.reshape(-1, hd), to_attn, to_sorted).view(b, t, h * k, hd)
-        key, value = F.linear(x, autocast_weight(self.kv_proj, x.device.type)).view(b, t, 2, h, hd).unbind(2)
+        key, value = self.kv_proj(x).view(b, t, 2, h, hd).unbind(2)
         q = apply_rope(q, cos, sin)
         key = apply_rope(key, cos, sin)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),

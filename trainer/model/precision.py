@@ -29,9 +29,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["WeightCastCache", "autocast_weight"]
+__all__ = ["WeightCastCache", "autocast_weight", "CastLinear"]
 
 
 def autocast_weight(module: nn.Module, device_type: str) -> torch.Tensor:
@@ -45,6 +46,18 @@ def autocast_weight(module: nn.Module, device_type: str) -> torch.Tensor:
     if lp is not None and lp.dtype == dtype:
         return lp
     return w.to(dtype)
+
+
+class CastLinear(nn.Linear):
+    """nn.Linear whose weight goes through `autocast_weight` (the kept copy when there is one). A module call,
+    so FSDP2's hooks see it; same parameters and state-dict names as nn.Linear."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weight_lp = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, autocast_weight(self, x.device.type), self.bias)
 
 
 class WeightCastCache:

@@ -8,8 +8,8 @@
   optimizer and other.
 """
 from .compile import compile_blocks, uncompile_blocks
-from .precision import apply_weight_precision, fsdp_mixed_precision, weight_precision_plan
+from .precision import apply_weight_precision, fsdp_mixed_precision, shard_mixed_precision, weight_precision_plan
 from .step import StepResult, causal_lm_loss, train_step
 
 __all__ = ["compile_blocks", "uncompile_blocks", "weight_precision_plan", "apply_weight_precision",
-           "fsdp_mixed_precision", "train_step", "StepResult", "causal_lm_loss"]
+           "fsdp_mixed_precision", "shard_mixed_precision", "train_step", "StepResult", "causal_lm_loss"]

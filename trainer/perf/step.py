@@ -35,8 +35,11 @@ def causal_lm_loss(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches: Sequence[torch.Tensor], *,
                autocast: torch.dtype | None = None, grad_clip: float = 1.0,
-               loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = causal_lm_loss) -> StepResult:
-    """Forward + backward every micro-batch (tokens [B, T+1]), clip, step, zero the gradients."""
+               loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = causal_lm_loss,
+               mark: Callable[[str], None] | None = None) -> StepResult:
+    """Forward + backward every micro-batch (tokens [B, T+1]), clip, step, zero the gradients. `mark`, if
+    given, is called with "accumulated" after the last backward and "updated" at the end (a bench records
+    device events there to split the step into micro-batches and the update)."""
     n = len(micro_batches)
     if n == 0:
         raise ValueError("train_step needs at least one micro-batch")
@@ -50,8 +53,12 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
             loss = loss_fn(model, tokens)
         (loss / n).backward()
         total = loss.detach() if total is None else total + loss.detach()
+    if mark is not None:
+        mark("accumulated")
     clip = grad_clip if grad_clip > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    if mark is not None:
+        mark("updated")
     return StepResult(loss=total / n, grad_norm=grad_norm)
