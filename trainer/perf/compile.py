@@ -8,7 +8,9 @@ Each entry of `model.layers` (a Block, or the activation-checkpoint wrapper arou
 `nn.Module.compile` does it: parameter names, state dicts and checkpoints are unchanged, and the blocks,
 which run the same code on parameters of the same shapes, share one compiled graph. `dynamic=False`: a
 training run has one shape (a new shape, e.g. validation batches, compiles once more). Apply it after
-activation-checkpoint wrapping and before FSDP2 sharding (torchtitan's order).
+activation-checkpoint wrapping (the wrapper is compiled with its block). Under FSDP2 the block's gather hooks
+run inside the compiled call, where dynamo skips them by default (a graph break around each): correct, but
+not yet measured.
 
 Fallback: when compiling fails (a dynamo or inductor error, no C compiler, an unsupported op), one warning
 line goes to stderr, every block returns to eager and the forward that hit the failure finishes eagerly, so
