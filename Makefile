@@ -33,8 +33,8 @@ status: setup ## show per source and stage: tasks done/total, docs, bytes
 verify: setup ## check shards/$(CORPUS) against the shard contract
 	$(PY) -m pipeline verify shards/$(CORPUS)
 
-inspect: setup ## counts, token statistics and a few decoded documents of shards/$(CORPUS)
-	$(PY) -m pipeline inspect shards/$(CORPUS)
+inspect: setup ## counts and token statistics per source of shards/$(CORPUS); SOURCE=<name> adds decoded documents
+	$(PY) -m pipeline inspect shards/$(CORPUS) $(SOURCE)
 
 phase1: setup ## train phase 1 (warmup + stable) of trainer/configs/$(MODEL).toml
 	$(LAUNCH) -m trainer train trainer/configs/$(MODEL).toml --phase 1 --run-dir $(RUN_DIR) $(ARGS)

@@ -50,9 +50,10 @@ from datatrove.pipeline.tokens import DocumentTokenizer  # noqa: E402
 from datatrove.pipeline.writers import JsonlWriter  # noqa: E402
 
 from pipeline.stages.dedup import DedupOptions, dedup_jobs  # noqa: E402
-from pipeline.stages.filter import FilterOptions, docs_reader, docs_writer, family_filters  # noqa: E402
+from pipeline.stages.documents import docs_reader, docs_writer  # noqa: E402
+from pipeline.stages.filter import FilterOptions, family_filters  # noqa: E402
 from pipeline.stages.shard import ShardOptions, ShardWriter  # noqa: E402
-from pipeline.accounting import write_bytes_atomic  # noqa: E402
+from jetmoe_core.io import write_bytes_atomic  # noqa: E402
 from pipeline.stages.tokenizer import train_bpe  # noqa: E402
 from pipeline.text import RegexWordTokenizer  # noqa: E402
 

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     import gzip
 
     from bench_corpus import make_input
-    from pipeline.accounting import write_bytes_atomic
+    from jetmoe_core.io import write_bytes_atomic
     from pipeline.stages.tokenizer import train_bpe
 
     rows = []

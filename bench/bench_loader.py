@@ -34,7 +34,7 @@ SPLIT = {"web": 0.55, "code": 0.25, "math": 0.12, "wiki": 0.08}  # corpus token 
 
 
 def build(root: Path, total: int, vocab: int = 32000) -> Path:
-    from tests._shards import make_corpus
+    from tests.trainer_kit.corpus import make_corpus
 
     if (root / "manifest.json").exists():
         return root

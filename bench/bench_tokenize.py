@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
     from bench_corpus import make_input
     from pipeline.stages.shard import ShardOptions, ShardWriter
-    from pipeline.accounting import write_bytes_atomic
+    from jetmoe_core.io import write_bytes_atomic
     from pipeline.stages.tokenizer import train_bpe
 
     with tempfile.TemporaryDirectory(prefix="bench_tok_") as tmp:

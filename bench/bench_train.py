@@ -11,6 +11,7 @@ next(loader) over the step time; the goal is < 2%. Ends with one JSON line of fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -22,11 +23,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests._shards import make_corpus  # noqa: E402
+from tests.trainer_kit.corpus import make_corpus  # noqa: E402
 from trainer.config import load_run_config  # noqa: E402
 from trainer.data import BlendedLoader, Corpus, load_mixture  # noqa: E402
 from trainer.model import JetMoE, ModelConfig, count_params, load_model_config  # noqa: E402
+from trainer.dist import DistInfo  # noqa: E402
 from trainer.optim import build_optimizer  # noqa: E402
+from trainer.step import StepSetup, train_step  # noqa: E402
 
 SOURCES = {"refinedweb": 400_000, "starcoder": 150_000, "pile_rest": 60_000, "openwebmath": 20_000}
 MIXTURE = 'name = "bench"\n[sources]\nrefinedweb = 64\nstarcoder = 25\npile_rest = 10\nopenwebmath = 1\n'
@@ -39,37 +42,31 @@ def sizes() -> dict[str, ModelConfig]:
     return {"tiny": tiny, "mid": mid}
 
 
-def run(mcfg: ModelConfig, loader, batches: list | None, steps: int, accum: int, seq_len: int) -> dict:
-    """`steps` optimizer steps; batches from `loader`, or from the list when given (the baseline)."""
+def run(mcfg: ModelConfig, batches, steps: int, accum: int, micro: int, seq_len: int, n_sources: int) -> dict:
+    """`steps` optimizer steps of trainer.step.train_step (the trainer's own step) on `batches`."""
     torch.manual_seed(0)
     model = JetMoE(mcfg)
     cfg = load_run_config(None)
     opt = build_optimizer(model, cfg, torch.device("cpu"))
+    setup = StepSetup(model, opt, DistInfo(), accum=accum, grad_clip=1.0, autocast=contextlib.nullcontext(),
+                      fsdp=False, n_sources=n_sources)
     data_s = 0.0
-    seen = []
-    it = iter(batches) if batches is not None else None
     # one untimed step: allocator and kernel warm-up
     t_start = None
     for step in range(steps + 1):
         if step == 1:
             t_start, data_s = time.perf_counter(), 0.0
-        for _ in range(accum):
-            t0 = time.perf_counter()
-            b = next(it) if it is not None else next(loader)
-            data_s += time.perf_counter() - t0
-            if batches is None:
-                seen.append(b)
-            tok = b.tokens
-            out = model(tok[:, :-1], labels=tok[:, 1:])
-            loss = out.lm_loss + 0.01 * out.load_balance_loss + 0.001 * out.z_loss
-            (loss / accum).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        data_s += train_step(setup, batches, cfg.optim.lr).data_s
     wall = time.perf_counter() - t_start
-    tokens = steps * accum * tok.shape[0] * seq_len
-    return {"tokens_per_s": tokens / wall, "wall_s": wall, "data_s": data_s, "loader_share": data_s / wall,
-            "batches": seen}
+    tokens = steps * accum * micro * seq_len
+    return {"tokens_per_s": tokens / wall, "wall_s": wall, "data_s": data_s, "loader_share": data_s / wall}
+
+
+def recorded(loader, seen: list):
+    """The loader's batches, each kept in `seen` (for the in-memory baseline)."""
+    for b in loader:
+        seen.append(b)
+        yield b
 
 
 def main(argv=None) -> int:
@@ -90,11 +87,11 @@ def main(argv=None) -> int:
         mix = load_mixture(Path(tmp) / "mix.toml", corpus)
         for name, mcfg in sizes().items():
             n = steps[name]
+            seen: list = []
             with BlendedLoader(corpus, mix, seq_len=seq_len, seed=0, micro_batch=micro, num_workers=0,
                                prefetch=2) as loader:
-                real = run(mcfg, loader, None, n, accum, seq_len)
-            base = run(mcfg, None, real.pop("batches"), n, accum, seq_len)
-            base.pop("batches")
+                real = run(mcfg, recorded(loader, seen), n, accum, micro, seq_len, len(loader.source_names))
+            base = run(mcfg, iter(seen), n, accum, micro, seq_len, len(loader.source_names))
             total, active = count_params(mcfg)
             rows.append((name, f"{total / 1e6:.1f}M/{active / 1e6:.1f}M", n, micro * accum * seq_len,
                          real["tokens_per_s"], base["tokens_per_s"], 100 * real["loader_share"]))

@@ -34,7 +34,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "CliValue", "load_toml", "parse_override", "apply_overrides", "from_table",
+__all__ = ["ConfigError", "CliValue", "load_toml", "parse_override", "apply_overrides", "from_table", "check_fields",
            "fingerprint", "to_plain", "dump_toml", "did_you_mean"]
 
 
@@ -120,7 +120,10 @@ def from_table(cls: type, table: Any, *, source: str | Path = "<config>", where:
     kwargs = {}
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"{prefix} unknown key {key!r}{did_you_mean(key, fields)} "
+            typed = _typed_override(value)  # a typo on the command line: name it as the user typed it
+            head = f"override {typed.arg}: [{where}]" if typed is not None and where else \
+                f"override {typed.arg}:" if typed is not None else prefix
+            raise ConfigError(f"{head} unknown key {key!r}{did_you_mean(key, fields)} "
                               f"(known: {', '.join(fields) or 'none'})")
         kwargs[key] = _convert(hints[key], value, source, f"{where}.{key}" if where else key)
     try:
@@ -135,8 +138,34 @@ def from_table(cls: type, table: Any, *, source: str | Path = "<config>", where:
                           else f"{prefix} {e}") from None
     except ValueError as e:  # the dataclass's own checks; they name their key
         msg = str(e)
-        raise ConfigError(msg if msg.startswith(str(source)) else f"{prefix} {msg}") from None
+        if msg.startswith(str(source)) or msg.startswith("override "):
+            raise ConfigError(msg) from None
+        # a value typed on the command line that the check names: say so, as the user typed it
+        typed = [v for k, v in table.items() if isinstance(v, CliValue) and k in msg]
+        head = (f"override {typed[0].arg}: [{where}]" if where else f"override {typed[0].arg}:") if typed else prefix
+        raise ConfigError(f"{head} {msg}") from None
     return obj
+
+
+def check_fields(obj: Any, source: str | Path = "<config>") -> None:
+    """Check a dataclass built in code (not read from TOML) by the loader's rules: every field's type, and
+    ``Literal``/``Enum`` fields holding one of their values. Call it from ``__post_init__`` so that
+    ``Config(backend="typo")`` fails like the same typo in a file."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        _convert(hints[f.name], getattr(obj, f.name), source, f.name)
+
+
+def _typed_override(value: Any) -> CliValue | None:
+    """The command-line value inside ``value`` (a value, or a table made by an override), if any."""
+    if isinstance(value, CliValue):
+        return value
+    if isinstance(value, dict):
+        for v in value.values():
+            found = _typed_override(v)
+            if found is not None:
+                return found
+    return None
 
 
 def _show(value: Any) -> str:
@@ -198,9 +227,11 @@ def _convert(tp: Any, value: Any, source, key: str) -> Any:
     if tp is Any:
         return str(value) if isinstance(value, CliValue) else value
     if isinstance(value, CliValue):
+        typed = value
         value = _from_cli(tp, value, source, key) if not (tp in (str, Path)) else str(value)
         if isinstance(value, CliValue):
             value = str(value)
+        source = f"override {typed.arg}"  # errors below name the override as typed, not the file
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

@@ -17,7 +17,7 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,14 +53,25 @@ def is_temp(path: str | os.PathLike) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
+def _make_temp(path: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<random>.tmp`` beside ``path`` with the permissions ``open()`` would give (0666 less
+    the umask): ``tempfile.mkstemp`` makes 0600 files, which would leave a corpus or a checkpoint unreadable
+    to the rest of a team once renamed into place."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success fsync it and rename it into place, else remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_path = _make_temp(path)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -76,7 +87,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write through a temp file in the same folder, fsync, and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _make_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -107,6 +118,8 @@ _FIXES = {
     errno.EPERM: "the operation is not permitted there: fix the permissions or point the output elsewhere",
     errno.ENOENT: "the file or folder vanished (deleted while in use?): restore it, or run again to redo it",
     errno.EIO: "the disk reported an I/O error: check the device (dmesg), then run again",
+    errno.EFBIG: "a file size limit was reached (ulimit -f, or the filesystem's largest file): raise it or point "
+                 "the output at another filesystem",
     errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run again",
     errno.ENAMETOOLONG: "the path is too long: use a shorter output folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
@@ -130,10 +143,12 @@ class IOFault(OSError):
     into exit status 2 with this message instead of a traceback."""
 
     @classmethod
-    def from_os_error(cls, e: OSError, action: str, path: str | os.PathLike | None = None) -> "IOFault":
+    def from_os_error(cls, e: OSError, action: str, path: str | os.PathLike | None = None,
+                      then: str = "") -> "IOFault":
+        """``then``: what to do after the fix, appended (e.g. "then run the same command again to resume")."""
         if isinstance(e, IOFault):
             return e
-        fault = cls(e.errno, explain_os_error(e, action, path))
+        fault = cls(e.errno, explain_os_error(e, action, path) + (f"; {then}" if then else ""))
         fault.filename = str(path) if path is not None else e.filename
         return fault
 

@@ -3,8 +3,10 @@
 Every document that enters a stage leaves it exactly one way: kept (``docs_out``), dropped by a rule
 (``dropped[reason]``: quality filters, dedup) or rejected as bad input (``rejected[reason]``: invalid
 JSON, missing field, ...). ``docs_in == docs_out + sum(dropped) + sum(rejected)`` always holds, and each
-stage's ``docs_in`` is the previous stage's ``docs_out``. The manifest carries the list of these records
-per source (see the shard contract in docs/design.md).
+stage's ``docs_in`` is the previous stage's ``docs_out``. A document a stage changed but kept (control
+characters stripped) is also counted under ``normalised[reason]`` (part of ``docs_out``; the key appears only
+when a stage normalised something). The manifest carries the list of these records per source (see the shard
+contract in docs/design.md).
 
 Stages report through datatrove's own statistics: a step that removes a document calls
 ``self.stat_update(f"dropped_{reason}")`` or ``self.stat_update(f"rejected_{reason}")`` (datatrove's
@@ -15,12 +17,8 @@ those files into a :class:`StageAccount`.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 
@@ -35,6 +33,10 @@ class StageAccount:
     docs_out: int = 0
     dropped: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
+    normalised: Counter = field(default_factory=Counter)
+
+    def normalise(self, reason: str, n: int = 1) -> None:
+        self.normalised[reason] += n
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
@@ -59,21 +61,26 @@ class StageAccount:
         self.docs_out += other.docs_out
         self.dropped.update(other.dropped)
         self.rejected.update(other.rejected)
+        self.normalised.update(other.normalised)
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "stage": self.stage,
             "docs_in": self.docs_in,
             "docs_out": self.docs_out,
             "dropped": dict(sorted((k, v) for k, v in self.dropped.items() if v)),
             "rejected": dict(sorted((k, v) for k, v in self.rejected.items() if v)),
         }
+        normalised = dict(sorted((k, v) for k, v in self.normalised.items() if v))
+        if normalised:
+            out["normalised"] = normalised
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StageAccount":
         return cls(d["stage"], int(d["docs_in"]), int(d["docs_out"]), Counter(d.get("dropped") or {}),
-                   Counter(d.get("rejected") or {}))
+                   Counter(d.get("rejected") or {}), Counter(d.get("normalised") or {}))
 
 
 def check_chain(accounts: Iterable[StageAccount], where: str) -> None:
@@ -111,6 +118,8 @@ def from_datatrove_stats(stage: str, stats: Iterable[dict], docs_in_step: int = 
                     reasoned += n
                 elif key.startswith("rejected_"):
                     acc.reject(key[len("rejected_"):], n)
+                elif key.startswith("normalised_"):
+                    acc.normalise(key[len("normalised_"):], n)
             bare = _value(st.get("dropped", 0)) - reasoned
             if bare > 0:
                 acc.drop(_slug(step.get("name", "unnamed_step")), bare)
@@ -134,24 +143,3 @@ def _value(v: Any) -> int:
 def _slug(name: str) -> str:
     out = "".join(c.lower() if c.isalnum() else "_" for c in name)
     return "_".join(p for p in out.split("_") if p) or "unnamed_step"
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write through a temp file in the same folder, fsync, and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any, sort_keys: bool = False) -> None:
-    """JSON (indent 2, newline at the end) written with :func:`write_bytes_atomic`."""
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())

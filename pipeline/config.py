@@ -2,6 +2,7 @@
 
     from pipeline.config import load_config
     cfg = load_config("pipeline/configs/sample.toml")
+    cfg = load_config("pipeline/configs/sample.toml", overrides=["--executor.workers=8"])
 
 Layout of the file (every table is optional except ``[corpus]``; unknown tables and keys are errors that
 name the key and list the known ones)::
@@ -11,32 +12,37 @@ name the key and list the known ones)::
     [download]      mirror_root (a local folder laid out like the hub) or the hub; retries, max_workers
     [format]        tasks per source
     [sources.<name>]  per-source overrides: tasks, stream, revision, allow_patterns, repo_id
-    [chat_template] how chat records become text (read by ``pipeline.sources.chat.ChatTemplate``)
+    [chat_template] how chat records become text (``pipeline.sources.chat.ChatTemplate``)
     [<section>]     the table of any registered stage (``Stage.section``), parsed into its ``Options``
 
-Stage tables are parsed generically from the stage's ``Options`` dataclass, so a new stage gets a
+Every table is typed by ``jetmoe_core.config`` (the loader the trainer uses too), so the rules are the same
+everywhere: wrong types, unknown keys and failed checks are a ``ConfigError`` naming the key when the file is
+read. Stage tables are parsed generically from the stage's ``Options`` dataclass, so a new stage gets a
 validated config table by declaring ``section`` and ``Options``; nothing here needs to change.
+
+``--section.key=value`` overrides (``python -m pipeline build <config> --executor.kind=slurm``) are applied
+to the file's table before it is typed, so they obey the same rules. Whether finished work still holds is
+decided by each unit's fingerprint of the *typed* values it depends on: an override that changes outputs
+(``--dedup.minhash=false``) reruns what depends on it, one that does not (``--executor.workers=8``) reruns
+nothing. ``CorpusConfig.sha256`` (the manifest's ``config_sha256``) is the file's sha256; the manifest lists
+the overrides beside it (``config_overrides``), so it tells which exact settings made the corpus.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import hashlib
+import re
 import sys
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Literal
+
+from jetmoe_core.config import ConfigError, apply_overrides, did_you_mean, fingerprint, from_table, load_toml
+
+__all__ = ["ConfigError", "CorpusConfig", "CorpusOptions", "ExecutorOptions", "SlurmOptions", "RayOptions",
+           "SourceOverride", "load_config", "parse_config", "from_table", "fingerprint"]
 
 #: tables this module parses itself; stage sections come from the stage registry
 CORE_TABLES = ("corpus", "executor", "sources", "chat_template")
-
-
-class ConfigError(ValueError):
-    """The corpus config is wrong; the message names the file, the key and the fix."""
 
 
 # ---------------------------------------------------------------------------------------------- schema
@@ -60,6 +66,14 @@ class SlurmOptions:
     logs_dir: str | None = None
     """Where Slurm writes its .out files; default: <work_dir>/_slurm_logs/<job>."""
 
+    def validate(self) -> None:
+        if not re.fullmatch(r"\d+(-\d{1,2}(:\d{2}){0,2}|(:\d{2}){0,2})", self.time):
+            raise ValueError(f"time = {self.time!r} is not a Slurm time limit: write minutes, \"HH:MM:SS\" or "
+                             f"\"D-HH:MM:SS\", e.g. \"12:00:00\"")
+        _at_least("cpus_per_task", self.cpus_per_task, 1)
+        _at_least("max_array_size", self.max_array_size, 1)
+        _positive("mem_per_cpu_gb", self.mem_per_cpu_gb)
+
 
 @dataclass
 class RayOptions:
@@ -70,18 +84,27 @@ class RayOptions:
     cpus_per_task: int = 1
     mem_per_cpu_gb: float = 1
 
+    def validate(self) -> None:
+        if self.num_cpus is not None:
+            _at_least("num_cpus", self.num_cpus, 1)
+        _at_least("cpus_per_task", self.cpus_per_task, 1)
+        _positive("mem_per_cpu_gb", self.mem_per_cpu_gb)
+
 
 @dataclass
 class ExecutorOptions:
-    kind: str = "local"
+    kind: Literal["local", "slurm", "ray"] = "local"
     """"local" (datatrove's LocalPipelineExecutor), "slurm" or "ray"."""
     workers: int = 2
     """Tasks run at the same time per job (local: processes; Slurm: array throttle %N; Ray: concurrent tasks)."""
-    start_method: str = "fork" if sys.platform == "linux" else "spawn"
+    start_method: Literal["fork", "forkserver", "spawn"] = "fork" if sys.platform == "linux" else "spawn"
     """Local executor's process start method. datatrove defaults to "forkserver", which re-imports the
     stack in every pool (about 2 s per job, most of a small build); "fork" starts in a tenth of that."""
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     ray: RayOptions = field(default_factory=RayOptions)
+
+    def validate(self) -> None:
+        _at_least("workers", self.workers, 1)
 
 
 @dataclass
@@ -97,6 +120,16 @@ class SourceOverride:
     repo_id: str | None = None
     """Read another repo laid out the same way (e.g. a mirror of The Pile)."""
 
+    def validate(self) -> None:
+        if self.tasks is not None:
+            _at_least("tasks", self.tasks, 1)
+        if self.allow_patterns is not None and (not self.allow_patterns or not all(self.allow_patterns)):
+            raise ValueError(f"allow_patterns = {self.allow_patterns!r}: give at least one non-empty pattern, "
+                             f"e.g. [\"data/*.parquet\"], or leave the key out for the source's own")
+        for key in ("revision", "repo_id"):
+            if getattr(self, key) == "":
+                raise ValueError(f"{key} is empty: give one, or leave the key out for the source's own")
+
 
 @dataclass
 class CorpusOptions:
@@ -110,6 +143,10 @@ class CorpusOptions:
     """The DAG, by registered stage name; order among independent stages follows this list."""
     seed: int = 0
 
+    def validate(self) -> None:
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"name must be a non-empty word (letters, digits, _ or -), got {self.name!r}")
+
 
 @dataclass
 class CorpusConfig:
@@ -119,10 +156,13 @@ class CorpusConfig:
     executor: ExecutorOptions
     sources: list[str]
     overrides: dict[str, SourceOverride]
+    """[sources.<name>] tables."""
     chat_template: dict[str, Any]
     options: dict[str, Any]
     """section name → the stage's parsed Options (includes "download" and "format")."""
     raw: dict[str, Any]
+    cli_overrides: list[str] = field(default_factory=list)
+    """The ``--section.key=value`` overrides applied to the file, as typed."""
 
     @property
     def name(self) -> str:
@@ -140,26 +180,31 @@ class CorpusConfig:
         return self.overrides.get(source) or SourceOverride()
 
 
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{key} must be >= {low}, got {value}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{key} must be > 0, got {value}")
+
+
 # ---------------------------------------------------------------------------------------------- parsing
-def load_config(path: str | Path, *, registry: dict[str, Any] | None = None) -> CorpusConfig:
-    """Read and validate a corpus config.
+def load_config(path: str | Path, *, registry: dict[str, Any] | None = None,
+                overrides: Iterable[str] = ()) -> CorpusConfig:
+    """Read and validate a corpus config, with ``--section.key=value`` overrides applied first.
 
     ``registry`` (name → SourceSpec) replaces ``pipeline.sources`` (tests use tiny fake sources).
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such corpus config; the shipped ones are in pipeline/configs/") from None
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(raw, path=path, sha256=hashlib.sha256(data).hexdigest(), registry=registry)
+    overrides = list(overrides)
+    raw, sha = load_toml(path, what="corpus config", missing_hint="the shipped ones are in pipeline/configs/")
+    raw = apply_overrides(raw, overrides)
+    return parse_config(raw, path=path, sha256=sha, registry=registry, cli_overrides=overrides)
 
 
 def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: str = "",
-                 registry: dict[str, Any] | None = None) -> CorpusConfig:
+                 registry: dict[str, Any] | None = None, cli_overrides: list[str] | None = None) -> CorpusConfig:
     import pipeline.stages  # noqa: F401  (registers every stage, so their sections are known)
     from pipeline.stages.base import STAGES
 
@@ -168,22 +213,14 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
     known_tables = list(CORE_TABLES) + sorted(sections)
     for key in raw:
         if key not in known_tables:
-            raise ConfigError(_unknown(path, "", key, known_tables, what="table"))
+            arg = next((o for o in cli_overrides or [] if o.startswith(f"--{key}.")), None)
+            raise ConfigError(f"{f'override {arg}: ' if arg else ''}{path}: unknown table {key!r}"
+                              f"{did_you_mean(key, known_tables)} (known: {', '.join(known_tables)})")
 
     if "corpus" not in raw:
         raise ConfigError(f"{path}: missing [corpus] table (at least: name = \"...\")")
-    corpus = from_table(CorpusOptions, raw["corpus"], path, "corpus")
-    if not corpus.name or not corpus.name.replace("_", "").replace("-", "").isalnum():
-        raise ConfigError(f"{path}: [corpus] name must be a non-empty word (letters, digits, _ or -), "
-                          f"got {corpus.name!r}")
-    executor = from_table(ExecutorOptions, raw.get("executor", {}), path, "executor")
-    if executor.kind not in ("local", "slurm", "ray"):
-        raise ConfigError(f"{path}: [executor] kind = {executor.kind!r} is not one of \"local\", \"slurm\", \"ray\"")
-    if executor.start_method not in ("fork", "forkserver", "spawn"):
-        raise ConfigError(f"{path}: [executor] start_method = {executor.start_method!r} is not one of "
-                          f"\"fork\", \"forkserver\", \"spawn\"")
-    if executor.workers < 1:
-        raise ConfigError(f"{path}: [executor] workers must be >= 1, got {executor.workers}")
+    corpus = from_table(CorpusOptions, raw["corpus"], source=path, where="corpus")
+    executor = from_table(ExecutorOptions, raw.get("executor", {}), source=path, where="executor")
 
     # stages: every name registered, each one's dependencies listed too
     for name in corpus.stages:
@@ -220,28 +257,36 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
         _check_source(name, path, registry, where=f"[sources.{name}]")
         if name not in sources:
             raise ConfigError(f"{path}: [sources.{name}] configures a source that [corpus] sources does not select")
-        overrides[name] = from_table(SourceOverride, table, path, f"sources.{name}")
-        if overrides[name].tasks is not None and overrides[name].tasks < 1:
-            raise ConfigError(f"{path}: [sources.{name}] tasks must be >= 1")
+        overrides[name] = from_table(SourceOverride, table, source=path, where=f"sources.{name}")
 
-    chat_template = raw.get("chat_template", {})
-    if not isinstance(chat_template, dict):
-        raise ConfigError(f"{path}: [chat_template] must be a table")
+    chat_template = _chat_template(raw.get("chat_template", {}), path)
 
     options: dict[str, Any] = {}
     for section, cls in sections.items():
-        if cls.Options is None:
-            continue
-        options[section] = from_table(cls.Options, raw.get(section, {}), path, section)
-        check = getattr(options[section], "validate", None)
-        if callable(check):
-            try:
-                check()
-            except ValueError as e:
-                raise ConfigError(f"{path}: [{section}] {e}") from None
+        if cls.Options is not None:
+            options[section] = from_table(cls.Options, raw.get(section, {}), source=path, where=section)
+    # a stage that reads another stage's documents (input_stage) needs that stage in the DAG
+    for section, opts in options.items():
+        stage = getattr(opts, "input_stage", None)
+        users = [n for n in corpus.stages if STAGES[n].section == section]
+        if stage is not None and users and stage not in corpus.stages:
+            raise ConfigError(f"{path}: [{section}] input_stage = {stage!r} is not one of [corpus] stages "
+                              f"({', '.join(corpus.stages)}){did_you_mean(stage, corpus.stages)}")
 
     return CorpusConfig(path=path, sha256=sha256, corpus=corpus, executor=executor, sources=sources,
-                        overrides=overrides, chat_template=chat_template, options=options, raw=raw)
+                        overrides=overrides, chat_template=chat_template, options=options, raw=raw,
+                        cli_overrides=list(cli_overrides or []))
+
+
+def _chat_template(table: Any, path: Path) -> dict[str, Any]:
+    """The [chat_template] table as given (its keys only, so the fingerprint of a config without one stays
+    that of an empty table), each value typed and checked against ``ChatTemplate``."""
+    from pipeline.sources.chat import ChatTemplate
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [chat_template] must be a table")
+    typed = from_table(ChatTemplate, table, source=path, where="chat_template")
+    return {k: getattr(typed, k) for k in table}
 
 
 def _known_sources() -> list[str]:
@@ -253,7 +298,8 @@ def _known_sources() -> list[str]:
 def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where: str = "[corpus] sources") -> None:
     if registry is not None:
         if name not in registry:
-            raise ConfigError(f"{path}: {where}: unknown source {name!r}; known sources: {', '.join(registry)}")
+            raise ConfigError(f"{path}: {where}: unknown source {name!r}{did_you_mean(name, registry)}; "
+                              f"known sources: {', '.join(registry)}")
         return
     from pipeline.sources import UnknownSourceError, get_source
 
@@ -261,111 +307,3 @@ def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where:
         get_source(name)
     except UnknownSourceError as e:
         raise ConfigError(f"{path}: {where}: {e}") from None
-
-
-def _unknown(path: Path, table: str, key: str, known: list[str], what: str = "key") -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    where = f"[{table}] " if table else ""
-    return f"{path}: {where}unknown {what} {key!r}{hint} (known: {', '.join(known) or 'none'})"
-
-
-def from_table(cls: type, table: Any, path: Path | str, where: str) -> Any:
-    """Build dataclass ``cls`` from a TOML table: unknown keys and wrong types are errors naming the key.
-
-    Nested dataclasses, ``dict[str, <dataclass>]`` and ``list[<dataclass>]`` fields recurse, so a stage's
-    ``Options`` can be as deep as its TOML table.
-    """
-    path = Path(path)
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [{where}] must be a table, got {type(table).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise ConfigError(_unknown(path, where, key, list(fields)))
-        kwargs[key] = _convert(hints[key], value, path, f"{where}.{key}")
-    try:
-        return cls(**kwargs)
-    except TypeError as e:  # a required field without a default
-        raise ConfigError(f"{path}: [{where}] {e}") from None
-    except ValueError as e:  # the Options' own __post_init__ checks
-        raise ConfigError(f"{path}: [{where}] {e}") from None
-
-
-def _convert(tp: Any, value: Any, path: Path, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, value, path, key)
-            except ConfigError as e:
-                errors.append(e)
-        raise errors[0] if len(errors) == 1 else ConfigError(
-            f"{path}: {key} = {value!r} has the wrong type; expected {_type_name(tp)}")
-    if origin is typing.Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{path}: {key} = {value!r}; expected one of {list(typing.get_args(tp))}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return from_table(tp, value, path, key)
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: {key} must be a list, got {value!r}")
-        args = typing.get_args(tp)
-        item = args[0] if args else Any
-        out = [_convert(item, v, path, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(out) if (origin or tp) is tuple else out
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: {key} must be a table, got {value!r}")
-        args = typing.get_args(tp)
-        item = args[1] if len(args) == 2 else Any
-        return {k: _convert(item, v, path, f"{key}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp in (str, bool):
-        if isinstance(value, tp):
-            return value
-    elif isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-    else:
-        return value
-    raise ConfigError(f"{path}: {key} = {value!r} has the wrong type; expected {_type_name(tp)}")
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def fingerprint(*parts: Any) -> str:
-    """A stable hash of config values (dataclasses included) for deciding whether finished work still holds."""
-    def norm(x: Any) -> Any:
-        if dataclasses.is_dataclass(x) and not isinstance(x, type):
-            return {f.name: norm(getattr(x, f.name)) for f in dataclasses.fields(x)}
-        if isinstance(x, dict):
-            return {str(k): norm(v) for k, v in sorted(x.items(), key=lambda kv: str(kv[0]))}
-        if isinstance(x, (list, tuple)):
-            return [norm(v) for v in x]
-        if isinstance(x, Path):
-            return str(x)
-        return x
-
-    import json
-
-    blob = json.dumps([norm(p) for p in parts], sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,14 +1,18 @@
 """Getting a dataset's files: from a local mirror, from the Hugging Face hub, or streamed from the hub.
 
 Every way ends in the same *listing* (``files.json`` in the download stage's folder): the repo, the
-resolved commit and one entry per file ``{"relpath": <path in repo>, "path": <where to read it>, "size"}``.
-The format stage reads only the listing, so it does not care where the bytes came from.
+resolved commit and one entry per file ``{"relpath": <path in repo>, "path": <where to read it>, "size"}``
+plus what tells a changed file from the same one without reading it: ``mtime_ns`` for a mirror, the hub's
+``etag`` (the LFS sha256, or the git blob id) otherwise. The format stage reads only the listing, so it does
+not care where the bytes came from; the download stage lists again on every build and ``status``
+(:func:`listing_changes`), so a file added, removed or replaced since is noticed.
 
 * mirror: ``<mirror_root>/<repo_id>/<path in repo>`` (the embedded samples, or a copy made with
   ``huggingface-cli download``); nothing is copied.
 * hub: ``huggingface_hub.snapshot_download`` into the stage folder, pinned to the commit the revision
   resolves to, retried with backoff; a rerun resumes (files already there are skipped, ``.incomplete``
-  files continue).
+  files continue). A local file whose size differs from the hub's (cut short, or damaged and rewritten) is
+  deleted and fetched again, and one the repo no longer has is removed.
 * stream: only the listing is made (``HfFileSystem``); each format task fetches one file at a time into a
   scratch folder and deletes it after reading (RefinedWeb's 2.8 TB never sits on disk at once).
 
@@ -23,6 +27,8 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+
+from jetmoe_core.io import atomic_path
 
 T = TypeVar("T")
 
@@ -85,8 +91,41 @@ def list_mirror(root: str | os.PathLike, repo_id: str, patterns) -> list[dict[st
         if p.is_file() and not p.name.startswith("."):
             rel = p.relative_to(base).as_posix()
             if matches(rel, patterns):
-                out.append({"relpath": rel, "path": str(p.resolve()), "size": p.stat().st_size})
+                st = p.stat()
+                out.append({"relpath": rel, "path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
     return sorted(out, key=lambda f: f["relpath"])
+
+
+def remote_listing(repo_id: str, repo_type: str, commit: str, patterns, *, endpoint: str | None = None,
+                   retries: int = 5, backoff_s: float = 2.0) -> list[dict[str, Any]]:
+    """``[{"relpath", "size", "etag"}]`` of the repo's matching files at ``commit`` (one tree listing)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    api = HfApi(endpoint=endpoint)
+    tree = with_retries(lambda: list(api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit,
+                                                        recursive=True)),
+                        what=f"listing {repo_type} {repo_id}@{commit[:12]}", retries=retries, backoff_s=backoff_s)
+    out = [{"relpath": f.path, "size": int(f.size), "etag": f.lfs.sha256 if f.lfs else f.blob_id}
+           for f in tree if isinstance(f, RepoFile) and matches(f.path, patterns)]
+    return sorted(out, key=lambda f: f["relpath"])
+
+
+def listing_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str | None:
+    """What differs between two listings, by path, size and ``mtime_ns``/``etag``: None when nothing does,
+    else e.g. "1 file added (data/c.jsonl), 1 changed (data/a.jsonl)"."""
+    def key(f: dict) -> tuple:
+        return f.get("size"), f.get("mtime_ns"), f.get("etag")
+
+    a = {f["relpath"]: key(f) for f in old}
+    b = {f["relpath"]: key(f) for f in new}
+    parts = []
+    for what, names in (("added", sorted(set(b) - set(a))), ("removed", sorted(set(a) - set(b))),
+                        ("changed", sorted(k for k in set(a) & set(b) if a[k] != b[k]))):
+        if names:
+            parts.append(f"{len(names)} file{'s' if len(names) > 1 else ''} {what} ({names[0]}"
+                         + (", ..." if len(names) > 1 else "") + ")")
+    return ", ".join(parts) or None
 
 
 def resolve_commit(repo_id: str, repo_type: str, revision: str | None, *, endpoint: str | None = None,
@@ -106,22 +145,47 @@ def snapshot(repo_id: str, repo_type: str, commit: str, patterns, local_dir: Pat
     """Download the matching files of ``repo_id@commit`` into ``local_dir`` (resumable) and list them.
 
     huggingface_hub's own caches (tree listing, per-file resume metadata) go under ``local_dir/.cache`` so
-    that a build's download is self-contained and deleting the work folder deletes all of it."""
+    that a build's download is self-contained and deleting the work folder deletes all of it. Its local-folder
+    mode trusts a file whose metadata says it was fetched at this commit, so a file cut short or damaged
+    after the download would stay: each local file is checked against the hub's size, and one that differs
+    is deleted and fetched again."""
     from huggingface_hub import snapshot_download
 
+    def fetch() -> None:
+        with_retries(lambda: snapshot_download(repo_id, repo_type=repo_type, revision=commit,
+                                               allow_patterns=list(patterns) if patterns else None,
+                                               local_dir=str(local_dir), max_workers=max_workers,
+                                               endpoint=endpoint, cache_dir=str(local_dir / ".cache" / "hub")),
+                     what=f"snapshot of {repo_type} {repo_id}@{commit[:12]}", retries=retries, backoff_s=backoff_s)
+
+    def wrong_size(files: list[dict]) -> list[Path]:
+        bad = []
+        for f in files:
+            p = local_dir / f["relpath"]
+            if not p.is_file() or p.stat().st_size != f["size"]:
+                bad.append(p)
+        return bad
+
     local_dir.mkdir(parents=True, exist_ok=True)
-    with_retries(lambda: snapshot_download(repo_id, repo_type=repo_type, revision=commit,
-                                           allow_patterns=list(patterns) if patterns else None,
-                                           local_dir=str(local_dir), max_workers=max_workers,
-                                           endpoint=endpoint, cache_dir=str(local_dir / ".cache" / "hub")),
-                 what=f"snapshot of {repo_type} {repo_id}@{commit[:12]}", retries=retries, backoff_s=backoff_s)
-    out = []
-    for p in local_dir.rglob("*"):
+    remote = remote_listing(repo_id, repo_type, commit, patterns, endpoint=endpoint, retries=retries,
+                            backoff_s=backoff_s)
+    listed = {f["relpath"] for f in remote}
+    for p in sorted(local_dir.rglob("*")):  # files of an older commit that this one no longer has
         rel = p.relative_to(local_dir).as_posix()
-        # .cache/huggingface holds snapshot_download's own resume metadata
-        if p.is_file() and not rel.startswith(".cache/") and matches(rel, patterns):
-            out.append({"relpath": rel, "path": str(p.resolve()), "size": p.stat().st_size})
-    return sorted(out, key=lambda f: f["relpath"])
+        if p.is_file() and not rel.startswith(".cache/") and matches(rel, patterns) and rel not in listed:
+            p.unlink()
+    fetch()
+    bad = wrong_size(remote)
+    if bad:
+        for p in bad:
+            p.unlink(missing_ok=True)
+        fetch()
+        bad = wrong_size(remote)
+        if bad:
+            raise DownloadError(f"{bad[0]}: its size differs from the hub's after downloading it again "
+                                f"({len(bad)} file(s)); delete {local_dir} and run the build again")
+    return [{"relpath": f["relpath"], "path": str((local_dir / f["relpath"]).resolve()), "size": f["size"],
+             "etag": f["etag"]} for f in remote]
 
 
 def _repo_prefix(repo_id: str, repo_type: str) -> str:
@@ -141,7 +205,9 @@ def list_stream(repo_id: str, repo_type: str, commit: str, patterns, *, endpoint
     for path, info in found.items():
         rel = path[len(root):].lstrip("/")
         if info.get("type") == "file" and matches(rel, patterns):
-            out.append({"relpath": rel, "path": f"hf://{root}/{rel}", "size": int(info.get("size") or 0)})
+            lfs = info.get("lfs") or {}
+            out.append({"relpath": rel, "path": f"hf://{root}/{rel}", "size": int(info.get("size") or 0),
+                        "etag": lfs.get("sha256") or info.get("blob_id")})
     return sorted(out, key=lambda f: f["relpath"])
 
 
@@ -152,14 +218,11 @@ def fetch_streamed(url: str, scratch: Path, *, endpoint: str | None = None, retr
     from huggingface_hub import HfFileSystem
 
     fs = HfFileSystem(endpoint=endpoint)
-    scratch.mkdir(parents=True, exist_ok=True)
     dest = scratch / url.rsplit("/", 1)[-1]
-    tmp = dest.with_name(dest.name + ".incomplete")
 
     def get() -> None:
-        with fs.open(url[len("hf://"):], "rb") as src, open(tmp, "wb") as dst:
+        with atomic_path(dest) as tmp, fs.open(url[len("hf://"):], "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 22)
 
     with_retries(get, what=f"streaming {url}", retries=retries, backoff_s=backoff_s)
-    os.replace(tmp, dest)
     return dest

@@ -1,13 +1,15 @@
-"""Check a built corpus against the shard contract (docs/design.md, "The shard contract").
+"""Check a built corpus against the shard contract (``jetmoe_core.shards``; docs/design.md, "The shard contract").
 
     python -m pipeline verify shards/sample          # manifest, tokenizer, every part, accounting
     python -m pipeline verify shards/sample --deep   # also: every token id < vocab size (reads all tokens)
 
-Checks: manifest keys; tokenizer.json sha256 and vocab size; each part's size and sha256; Arrow IPC file
-format, uncompressed and memory-mapped without copies; schema (``input_ids`` list of the manifest's dtype)
-and metadata (tokenizer sha256, vocab size, eos id, dtype); every document non-empty and ending with EOS;
-per part, split and source the document and token counts; per source the accounting chain (each stage
-balances, feeds the next, and the last stage's output equals the documents in the shards).
+Checks: manifest keys and format version; tokenizer.json sha256 and vocab size; each part's size and sha256;
+Arrow IPC file format, uncompressed and memory-mapped without copies; schema (``input_ids`` list of the
+manifest's dtype) and metadata (format version, tokenizer sha256, vocab size, eos id, dtype); every document
+non-empty and ending with EOS;
+per part, split and source the document and token counts; no part file the manifest does not list; per
+source the accounting chain (each stage balances, feeds the next, and the last stage's output equals the
+documents in the shards).
 Prints a table per source and split, then each problem; exits 0 when there is none, 1 otherwise.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -24,10 +25,10 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from tokenizers import Tokenizer
 
-from pipeline.accounting import AccountingError, StageAccount, check_chain
-from pipeline.stages.shard import sha256_file, token_dtype
+from jetmoe_core import shards as contract
+from jetmoe_core.io import sha256_file
 
-MANIFEST_KEYS = ("corpus", "config_sha256", "dtype", "tokenizer", "sources")
+from pipeline.accounting import AccountingError, StageAccount, check_chain
 
 
 def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep: bool) -> list[str]:
@@ -36,7 +37,6 @@ def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep:
         bad.append(f"{path}: {path.stat().st_size} bytes, manifest says {part.get('bytes')}")
     if sha256_file(path) != part.get("sha256"):
         bad.append(f"{path}: sha256 differs from the manifest (file changed after the build?)")
-    _, want = token_dtype(vocab)
     before = pa.total_allocated_bytes()
     with pa.memory_map(str(path)) as f:
         try:
@@ -45,19 +45,18 @@ def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep:
             return bad + [f"{path}: not an Arrow IPC file ({e})"]
         if pa.total_allocated_bytes() - before > (1 << 20):
             bad.append(f"{path}: reading it allocated memory: compressed, so not zero-copy")
-        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-        for key, val in (("tokenizer_sha256", tok_sha), ("vocab_size", str(vocab)), ("eos_id", str(eos)),
-                         ("dtype", np.dtype(token_dtype(vocab)[0]).name)):
-            if meta.get(key) != val:
-                bad.append(f"{path}: schema metadata {key} = {meta.get(key)!r}, want {val!r}")
-        if "input_ids" not in table.column_names:
-            return bad + [f"{path}: no input_ids column"]
-        col = table.column("input_ids")
-        if not pa.types.is_list(col.type) or col.type.value_type != want:
-            return bad + [f"{path}: input_ids is {col.type}, want list<{want}>"]
+        fmt = contract.read_metadata(table.schema).get("format")
+        if fmt != contract.FORMAT:
+            bad.append(f"{path}: schema metadata format = {fmt!r}; this version reads {contract.FORMAT!r}: "
+                       f"rebuild the corpus with this version of the builder")
+        schema_bad = contract.check_schema(table.schema, vocab_size=vocab, tokenizer_sha256=tok_sha, eos_id=eos)
+        bad += [f"{path}: {b}" for b in schema_bad]
+        if any(contract.INPUT_IDS in b for b in schema_bad):
+            return bad
+        col = table.column(contract.INPUT_IDS)
         n_tok = 0
         for chunk in col.chunks:  # offsets and values straight from the mapped buffers, as the trainer reads them
-            offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+            offsets = contract.list_offsets(chunk)
             values = chunk.values.to_numpy(zero_copy_only=True)
             lengths = np.diff(offsets)
             if (lengths < 1).any():
@@ -69,10 +68,9 @@ def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep:
             if deep and len(values) and int(values.max()) >= vocab:
                 bad.append(f"{path}: token id {int(values.max())} >= vocab size {vocab}")
             n_tok += int(lengths.sum())
-        if "n_tokens" in table.column_names:
-            lens = np.concatenate([np.diff(np.frombuffer(c.buffers()[1], dtype=np.int32, count=len(c) + 1,
-                                                         offset=c.offset * 4)) for c in col.chunks] or [[]])
-            if not np.array_equal(table.column("n_tokens").to_numpy(), lens):
+        if contract.N_TOKENS in table.column_names:
+            lens = np.concatenate([np.diff(contract.list_offsets(c)) for c in col.chunks] or [[]])
+            if not np.array_equal(table.column(contract.N_TOKENS).to_numpy(), lens):
                 bad.append(f"{path}: n_tokens column differs from the input_ids lengths")
         if part.get("n_docs") != table.num_rows:
             bad.append(f"{path}: {table.num_rows} documents, manifest says {part.get('n_docs')}")
@@ -82,18 +80,21 @@ def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep:
 
 
 def verify(root: Path, deep: bool = False, out=sys.stdout) -> list[str]:
-    man_path = root / "manifest.json"
+    man_path = root / contract.MANIFEST
     if not man_path.is_file():
         return [f"{man_path}: missing; build the corpus first (make corpus)"]
     try:
         man = json.loads(man_path.read_text())
     except json.JSONDecodeError as e:
         return [f"{man_path}: not JSON ({e})"]
-    bad = [f"{man_path}: missing key {k!r}" for k in MANIFEST_KEYS if k not in man]
+    bad = [f"{man_path}: missing key {k!r}" for k in contract.MANIFEST_KEYS if k not in man]
     if bad:
         return bad
+    if man.get("format") != contract.FORMAT:
+        bad.append(f"{man_path}: format = {man.get('format')!r}; this version reads {contract.FORMAT!r}: rebuild "
+                   f"the corpus with this version of the builder")
     tok = man["tokenizer"]
-    tok_file = root / tok.get("path", "tokenizer.json")
+    tok_file = root / tok.get("path", contract.TOKENIZER)
     if not tok_file.is_file():
         return [f"{tok_file}: missing (manifest tokenizer.path)"]
     tok_sha = sha256_file(tok_file)
@@ -105,11 +106,11 @@ def verify(root: Path, deep: bool = False, out=sys.stdout) -> list[str]:
         bad.append(f"{tok_file}: {real_vocab} tokens, manifest tokenizer.vocab_size says {vocab}")
     if not isinstance(eos, int):
         return bad + [f"{man_path}: tokenizer.eos_id must be an integer"]
-    if man["dtype"] != np.dtype(token_dtype(vocab)[0]).name:
+    if man["dtype"] != contract.dtype_name(vocab):
         bad.append(f"{man_path}: dtype {man['dtype']} does not fit vocab size {vocab}")
     rows = []
     for name, src in sorted(man["sources"].items()):
-        if not re.fullmatch(r"[a-z0-9_]+", name):
+        if not contract.SOURCE_NAME.fullmatch(name):
             bad.append(f"source name {name!r}: must be [a-z0-9_]+")
         n_docs = 0
         for split, sp in sorted(src.get("splits", {}).items()):
@@ -138,6 +139,12 @@ def verify(root: Path, deep: bool = False, out=sys.stdout) -> list[str]:
                 raise AccountingError(f"{name}: last stage's docs_out {accs[-1].docs_out} != {n_docs} in the shards")
         except (AccountingError, KeyError) as e:
             bad.append(str(e))
+    listed = {str(root / part["path"]) for src in man["sources"].values() for sp in src.get("splits", {}).values()
+              for part in sp.get("parts", [])}
+    for name in sorted(man["sources"]):
+        for p in sorted((root / name).rglob("*.arrow")):
+            if str(p) not in listed:
+                bad.append(f"{p}: not in the manifest (left by an earlier build?); delete it, or rebuild the corpus")
     w = max([len(r[0]) for r in rows] + [6])
     print(f"{'source':<{w}}  split  parts        docs          tokens", file=out)
     for name, split, n_parts, docs, toks in rows:

@@ -113,3 +113,25 @@ def test_fingerprint_is_stable_and_sensitive():
     assert fingerprint(Outer(), 1) == fingerprint(Outer(), 1)
     assert fingerprint(Outer(), 1) != fingerprint(Outer(tokens=11), 1)
     assert len(fingerprint("a")) == 16
+
+
+def test_unknown_key_from_an_override_names_the_override():
+    raw = apply_overrides({"tokens": 3}, ["--x.tokenz=5"])["x"]
+    with pytest.raises(ConfigError, match=r"^override --x.tokenz=5: \[x\] unknown key 'tokenz'; did you mean"):
+        from_table(Outer, {"tokenz": raw["tokenz"]}, source="f.toml", where="x")
+    with pytest.raises(ConfigError, match=r"^override --nosection.lr=1: unknown key 'nosection'"):
+        from_table(Outer, apply_overrides({}, ["--nosection.lr=1"]), source="f.toml")
+
+
+def test_a_failed_check_of_an_overridden_value_names_the_override():
+    raw = apply_overrides({"x": {"tokens": 3}}, ["--x.tokens=-5"])
+    with pytest.raises(ConfigError, match=r"^override --x.tokens=-5: \[x\] tokens = -5 must be > 0"):
+        from_table(Outer, raw["x"], source="f.toml", where="x")
+    with pytest.raises(ConfigError, match=r"^f.toml: \[x\] tokens = -5 must be > 0"):
+        from_table(Outer, {"tokens": -5}, source="f.toml", where="x")
+
+
+def test_a_bad_choice_typed_as_an_override_names_the_override():
+    raw = apply_overrides({}, ["--x.mode=maybe"])
+    with pytest.raises(ConfigError, match=r"^override --x.mode=maybe: x.mode = 'maybe'; choose one of"):
+        from_table(Outer, raw["x"], source="f.toml", where="x")

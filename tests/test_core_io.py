@@ -60,3 +60,15 @@ def test_explain_os_error(code, words):
         assert w in msg
     fault = IOFault.from_os_error(OSError(code, "x"), "writing", "/p")
     assert isinstance(fault, OSError) and fault.errno == code and str(fault).startswith("writing /p: ")
+
+
+def test_atomic_writes_get_the_permissions_open_gives(tmp_path: Path):
+    """A renamed temp file keeps its mode: it must be what a plain open() makes (0666 less the umask), not
+    mkstemp's 0600, or a corpus written on a shared disk is unreadable to the rest of the team."""
+    (tmp_path / "plain").write_bytes(b"x")
+    want = (tmp_path / "plain").stat().st_mode & 0o777
+    write_bytes_atomic(tmp_path / "a", b"x")
+    with atomic_path(tmp_path / "b") as tmp:
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "a").stat().st_mode & 0o777 == want
+    assert (tmp_path / "b").stat().st_mode & 0o777 == want

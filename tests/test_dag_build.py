@@ -1,115 +1,21 @@
-"""The corpus DAG runner on tiny fake sources: accounting, rejects, groups, reruns, failures, config errors.
-
-The fakes are real ``SourceSpec``s (real readers, real datatrove executors) over a mirror folder the test
-writes; only the adapters are tiny. Other tests import ``make_mirror`` / ``write_config`` / ``REGISTRY``.
-"""
+"""The corpus DAG runner on tiny fake sources (``tests.corpus_kit.fake_sources``): accounting, rejects, groups,
+reruns, failures, config errors."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import ConfigError, load_config
 from pipeline.dag import build, make_plan
-from pipeline.sources.base import Row, SourceSpec
+from tests.corpus_kit.fake_sources import REGISTRY, docs_of, make_mirror, read_outputs, write_config
 
 
-def _plain(row: Row, spec: SourceSpec, _t):
-    return row.doc(spec.name, row.text("text"))
-
-
-def _routed(row: Row, spec: SourceSpec, _t):
-    # like the Pile: one shared file, each record routed to a member source by a field
-    return row.doc("grp_" + row.text("part"), row.text("text"))
-
-
-def _spec(name, repo, adapter=_plain, group="", rejects_to=None, patterns=("data/*.jsonl",)):
-    return SourceSpec(name=name, family="web", repo_id=repo, revision="main", allow_patterns=patterns,
-                      file_format="jsonl", description=f"fake {name}", adapter=adapter, input_group=group,
-                      rejects_to=rejects_to)
-
-
-REGISTRY = {
-    "alpha": _spec("alpha", "fake/alpha"),
-    "beta": _spec("beta", "fake/beta"),
-    "grp_a": _spec("grp_a", "fake/grp", _routed, "grp", "grp_b"),
-    "grp_b": _spec("grp_b", "fake/grp", _routed, "grp", "grp_b"),
-}
-
-
-def make_mirror(root: Path, n_alpha_files: int = 3) -> Path:
-    """alpha: 3 files x 5 records (1 blank text, 1 invalid JSON in file 0); beta: 1 file; grp: shared file."""
-    mirror = root / "mirror"
-    for i in range(n_alpha_files):
-        lines = [json.dumps({"text": f"alpha doc {i}-{j} " + "word " * j}) for j in range(4)]
-        lines.append(json.dumps({"text": "   "}))  # rejected: empty_text
-        if i == 0:
-            lines.append("{not json")  # rejected: invalid_json
-        _write(mirror / "fake/alpha/data" / f"part-{i}.jsonl", "\n".join(lines) + "\n")
-    _write(mirror / "fake/alpha/README.md", "not a data file: outside allow_patterns")
-    _write(mirror / "fake/beta/data/only.jsonl",
-           "\n".join(json.dumps({"text": f"beta {j}"}) for j in range(7)) + "\n")
-    grp = [json.dumps({"part": "a" if j % 3 else "b", "text": f"grp doc {j}"}) for j in range(10)]
-    grp.insert(4, json.dumps({"text": "no part field"}))  # rejected: missing_field → counted to grp_b
-    _write(mirror / "fake/grp/data/shared.jsonl", "\n".join(grp) + "\n")
-    return mirror
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def write_config(root: Path, mirror: Path, *, sources='"all"', executor='kind = "local"\nworkers = 1',
-                 tasks: int = 2, extra: str = "") -> Path:
-    cfg = root / "corpus.toml"
-    cfg.write_text(textwrap.dedent(f"""\
-        [corpus]
-        name = "fake"
-        work_dir = "{root / 'work'}"
-        shards_dir = "{root / 'shards'}"
-        sources = {sources}
-        stages = ["download", "format"]
-
-        [executor]
-        """) + executor + textwrap.dedent(f"""
-
-        [download]
-        mirror_root = "{mirror}"
-
-        [format]
-        tasks = {tasks}
-        """) + extra)
-    return cfg
-
-
-def read_outputs(work: Path) -> dict[str, bytes]:
-    """Every output file of a build (logs excluded: they carry timestamps)."""
-    return {p.relative_to(work).as_posix(): p.read_bytes() for p in sorted(work.rglob("*"))
-            if p.is_file() and "_logs" not in p.parts and p.name != "_STARTED.json"}
-
-
-def docs_of(work: Path, source: str) -> list[dict]:
-    out = []
-    for p in sorted((work / source / "format").glob("*.jsonl.gz")):
-        out += [json.loads(line) for line in gzip.open(p, "rt")]
-    return out
-
-
-@pytest.fixture()
-def built(tmp_path):
-    mirror = make_mirror(tmp_path)
-    cfg = write_config(tmp_path, mirror)
-    outcomes = build(cfg, registry=REGISTRY, progress=False)
-    return tmp_path, cfg, outcomes
-
-
-def test_build_accounts_every_record(built):
-    root, cfg, outcomes = built
+def test_build_accounts_every_record(fake_build):
+    root, cfg, outcomes = fake_build
     assert {o.state for o in outcomes} == {"done"}, outcomes
     work = root / "work"
     done = json.loads((work / "alpha/format/_DONE.json").read_text())
@@ -130,8 +36,8 @@ def test_build_accounts_every_record(built):
     assert json.loads((work / "alpha/download/_DONE.json").read_text())["accounts"] == {}
 
 
-def test_group_reads_shared_files_once_and_routes(built):
-    root, _, _ = built
+def test_group_reads_shared_files_once_and_routes(fake_build):
+    root, _, _ = fake_build
     work = root / "work"
     a = json.loads((work / "grp_a/format/_DONE.json").read_text())
     b = json.loads((work / "grp_b/format/_DONE.json").read_text())
@@ -157,8 +63,8 @@ def test_group_member_not_selected_is_dropped_with_reason(tmp_path):
     assert not (tmp_path / "work/grp_b").exists()
 
 
-def test_rerun_is_cached_and_same_bytes_as_fresh_build(built, tmp_path_factory):
-    root, cfg, _ = built
+def test_rerun_is_cached_and_same_bytes_as_fresh_build(fake_build, tmp_path_factory):
+    root, cfg, _ = fake_build
     before = read_outputs(root / "work")
     again = build(cfg, registry=REGISTRY, progress=False)
     assert {o.state for o in again} == {"cached"}
@@ -174,8 +80,8 @@ def test_rerun_is_cached_and_same_bytes_as_fresh_build(built, tmp_path_factory):
     assert differing == []  # listings name their absolute mirror folder; _DONE.json their byte counts
 
 
-def test_config_change_reruns_the_stage(built):
-    root, cfg, _ = built
+def test_config_change_reruns_the_stage(fake_build):
+    root, cfg, _ = fake_build
     text = cfg.read_text().replace("tasks = 2", "tasks = 3")
     cfg.write_text(text)
     outcomes = {o.unit: o.state for o in build(cfg, registry=REGISTRY, progress=False)}
@@ -184,8 +90,8 @@ def test_config_change_reruns_the_stage(built):
         "00000.jsonl.gz", "00001.jsonl.gz", "00002.jsonl.gz"]
 
 
-def test_download_settings_that_do_not_change_files_keep_the_download(built):
-    root, cfg, _ = built
+def test_download_settings_that_do_not_change_files_keep_the_download(fake_build):
+    root, cfg, _ = fake_build
     cfg.write_text(cfg.read_text().replace("[download]\n", "[download]\nretries = 9\nmax_workers = 2\n"))
     states = {o.unit: o.state for o in build(cfg, registry=REGISTRY, progress=False)}
     assert set(states.values()) == {"cached"}

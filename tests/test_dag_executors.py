@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.dag import SlurmExecutor, build, make_plan, submit_slurm
-from tests.test_dag_build import REGISTRY, make_mirror, read_outputs, write_config
+from tests.corpus_kit.fake_sources import REGISTRY, make_mirror, read_outputs, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,29 +11,15 @@ import time
 from pathlib import Path
 
 from pipeline.dag import build
-from pipeline.sources.base import Row, SourceSpec
-from tests.test_dag_build import REGISTRY, _spec, make_mirror, read_outputs, write_config
+from tests.corpus_kit.fake_sources import GATED, make_mirror, read_outputs, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _gated(row: Row, spec: SourceSpec, _t):
-    text = row.text("text")
-    gate = os.environ.get("DAG_TEST_GATE")
-    if gate and text.startswith("GATE"):
-        # the build under test stops here until killed: it is inside a task, after other tasks finished
-        Path(gate + ".reached").touch()
-        while Path(gate).exists():
-            time.sleep(0.05)
-    return row.doc(spec.name, text)
-
-
-GATED = {**REGISTRY, "alpha": _spec("alpha", "fake/alpha", _gated)}
-
 CHILD = """
 import sys
 from pipeline.dag import build
-from tests.test_dag_resume import GATED
+from tests.corpus_kit.fake_sources import GATED
 build(sys.argv[1], registry=GATED, progress=False)
 """
 

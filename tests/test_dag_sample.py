@@ -92,5 +92,7 @@ def test_cli_corrupt_file_fails_build_lists_it_and_resumes(tmp_path):
     bad.write_bytes(good)
     r = _cli("build", str(cfg), "--no-progress")
     assert r.returncode == 0, r.stderr
-    assert "6 units (5 cached, 1 done)" in r.stdout
+    # the repaired file is noticed in the mirror's listing: its download and its format run again
+    assert "download/dolma_pes2o: ran again (listing changed: 1 file changed" in r.stdout
+    assert "6 units (4 cached, 2 done)" in r.stdout
     assert not _cli("status", str(cfg)).stdout.count("failed")

@@ -14,7 +14,7 @@ from datatrove.pipeline.writers import JsonlWriter
 from pipeline.accounting import from_datatrove_stats
 from pipeline.stages.base import StageContext
 from pipeline.stages.dedup import CrossDedupStage, DedupOptions, dedup_jobs, text_hash
-from pipeline.stages.filter import docs_reader
+from pipeline.stages.documents import docs_reader
 
 VOCAB = [f"w{i}" + "abcdefgh"[i % 8] * (i % 5 + 1) for i in range(3000)]
 

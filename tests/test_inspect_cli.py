@@ -6,12 +6,11 @@ import re
 import pytest
 
 from pipeline.inspect import main
-from tests.test_shards_build import build_tiny_corpus
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return build_tiny_corpus(tmp_path_factory.mktemp("inspect"))
+@pytest.fixture()
+def corpus(tiny_corpus):
+    return tiny_corpus
 
 
 def test_json_stats_agree_with_manifest(corpus, capsys):

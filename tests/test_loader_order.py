@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests._shards import make_corpus, read_all_tokens
+from tests.trainer_kit.corpus import make_corpus, read_all_tokens
 from trainer.data import BlendedLoader, BlendSchedule, Corpus, parse_mixture
 from trainer.data.schedule import quantise
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests._shards import make_corpus, read_all_tokens
+from tests.trainer_kit.corpus import make_corpus, read_all_tokens
 from trainer.data import Corpus, ValLoader
 
 

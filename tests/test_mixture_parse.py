@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._shards import make_corpus, read_all_tokens
+from tests.trainer_kit.corpus import make_corpus, read_all_tokens
 from trainer.data import Corpus, MixtureError, check_tokenizer, load_mixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,6 +201,6 @@ def test_part_from_another_tokenizer_is_refused(tmp_path):
     a = Corpus.open(make_corpus(tmp_path / "a", {"web": 200}, vocab=50))
     b = Corpus.open(make_corpus(tmp_path / "b", {"web": 200}, vocab=60))
     # b's part copied over a's: same counts in a's manifest would not catch it, the schema metadata does
-    (a.root / "web/train/part-00000.arrow").write_bytes((b.root / "web/train/part-00000.arrow").read_bytes())
+    (a.root / "web/train/part-00000-00000.arrow").write_bytes((b.root / "web/train/part-00000-00000.arrow").read_bytes())
     with pytest.raises(CorpusError, match="another build"):
         a.open_stream("web").n_docs

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._shards import make_corpus
+from tests.trainer_kit.corpus import make_corpus
 from trainer.data import Corpus, load_mixture, plan_mixture
 from trainer.data.plan import main, parse_tokens
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.model import (JetMoE, ModelConfig, count_params, flops_per_token, load_checkpoint_weights,
+from trainer.model import (JetMoE, ModelConfig, load_checkpoint_weights,
                            load_model_config, save_checkpoint_weights)
 from trainer.model.moe import MoEMLP, TopKRouter
 

@@ -12,7 +12,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from tests._shards import make_corpus
+from tests.trainer_kit.corpus import make_corpus
 from trainer.report import corpus_plots, data, main, run_plots, style
 from trainer.report.data import corpus_table, dedup_kind, load_manifest, load_run
 

@@ -1,131 +1,31 @@
-"""Filter → dedup → cross-source dedup → tokenizer → shards → manifest on a tiny corpus made here.
+"""Filter → dedup → cross-source dedup → tokenizer → shards → manifest on the tiny corpus
+(``tests.corpus_kit.tiny_corpus``, fixture ``tiny_corpus``).
 
 Covers the shard contract: schema, metadata, zero-copy memory-mapped reads, EOS after every document, the
 accounting identity end to end, byte-identical rebuilds, and kill -9 in the tokenize stage then rerun giving
-the same bytes as a clean build. ``build_tiny_corpus`` is reused by the inspect and reader tests.
+the same bytes as a clean build.
 """
-import gzip
 import hashlib
 import json
-import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-from datatrove.executor import LocalPipelineExecutor
 
-from pipeline.accounting import StageAccount, check_chain, write_json_atomic
-from pipeline.stages.base import StageContext
-from pipeline.stages.dedup import CrossDedupStage, DedupOptions, DedupStage
-from pipeline.stages.filter import FilterOptions, FilterStage
-from pipeline.stages.manifest import ManifestStage
-from pipeline.stages.shard import ShardOptions, ShardStage
-from pipeline.stages.tokenizer import TokenizerOptions, TokenizerStage
+from pipeline.accounting import StageAccount, check_chain
 from pipeline.verify import verify
-
-SOURCES = {"weba": "web", "webb": "web", "codea": "code"}
-STAGE_NAMES = ["format", "filter", "dedup", "dedup_cross", "tokenizer", "shard", "manifest"]
-VOCAB = 400
-
-STOP = ["the", "of", "and", "to", "with", "that", "have", "be", "in", "a"]
+from tests.corpus_kit.tiny_corpus import (SMALL_PARTS, SOURCES, VOCAB, build_tiny_corpus, make_ctx, make_docs,
+                                          run_stages, tree_bytes, write_format_output)
 
 
-def name(rng):
-    return "".join(rng.choice("bcdfghklmnprstvz") + rng.choice("aeiou") for _ in range(rng.randint(2, 4)))
-
-
-def prose(rng, lines=8):
-    """Made-up words between English stop words: passes the web filters, never repeats itself."""
-    out = []
-    for _ in range(lines):
-        sents = []
-        for _ in range(2):
-            words = [rng.choice(STOP) if rng.random() < 0.35 else name(rng) for _ in range(rng.randint(9, 16))]
-            sents.append(" ".join(words).capitalize() + ".")
-        out.append(" ".join(sents))
-    return "\n".join(out)
-
-
-def code(rng):
-    fn, arg = name(rng).lower(), name(rng).lower()
-    return (f"def {fn}({arg}, limit=10):\n    total = 0\n    for i in range(limit):\n        total += {arg} * i\n"
-            f"    return total\n\n\nclass {name(rng).title()}:\n    value: int = {rng.randint(0, 99)}\n")
-
-
-def make_docs():
-    rng = random.Random(11)
-    docs = {"weba": [prose(rng) for _ in range(60)], "webb": [prose(rng) for _ in range(40)],
-            "codea": [code(rng) for _ in range(40)]}
-    docs["weba"] += [docs["weba"][3], "too short to keep"]        # exact dup, gopher drop
-    docs["webb"] += [docs["weba"][7]]                                # cross-source dup (weba is listed first)
-    docs["codea"] += ["x = [" + ",".join(["1"] * 900) + "]\n"]     # code_max_line_length
-    return docs
-
-
-def make_ctx(root: Path, **shard_kw) -> StageContext:
-    cfg = SimpleNamespace(sha256="0" * 64, corpus=SimpleNamespace(stages=STAGE_NAMES))
-    opts = {"filters": FilterOptions(families=dict(SOURCES)), "dedup": DedupOptions(),
-            "tokenizer": TokenizerOptions(vocab_size=VOCAB), "shards": ShardOptions(val_fraction=0.1, **shard_kw)}
-    return StageContext("tiny", cfg, root / "work", root / "shards", list(SOURCES), opts)
-
-
-def write_format_output(ctx: StageContext):
-    """Stands in for the format stage: its documents and its _DONE.json record."""
-    for src, texts in make_docs().items():
-        out = ctx.dir("format", src)
-        out.mkdir(parents=True, exist_ok=True)
-        with gzip.GzipFile(out / "00000.jsonl.gz", "wb", mtime=0) as f:
-            for i, t in enumerate(texts):
-                f.write((json.dumps({"id": f"{src}/{i}", "text": t, "metadata": {"source": src}}) + "\n").encode())
-        acc = StageAccount("format", len(texts), len(texts))
-        write_json_atomic(out / "_DONE.json", {"stage": "format", "version": "test", "accounts": {src: acc.to_dict()}})
-
-
-def run_stage(stage) -> None:
-    """What the DAG runner does for one unit: every job, then the accounting into _DONE.json."""
-    for job in stage.jobs():
-        LocalPipelineExecutor(job.pipeline, tasks=job.tasks, workers=1, logging_dir=str(stage.logs_dir(job.name)),
-                              skip_completed=True).run()
-    accs = stage.accounts()
-    for a in accs.values():
-        a.check()
-    write_json_atomic(stage.output_dir / "_DONE.json", {"stage": stage.name, "version": stage.version,
-                                                        "accounts": {s: a.to_dict() for s, a in accs.items()}})
-
-
-def run_stages(ctx, names):
-    classes = {"filter": FilterStage, "dedup": DedupStage, "dedup_cross": CrossDedupStage,
-               "tokenizer": TokenizerStage, "shard": ShardStage, "manifest": ManifestStage}
-    for n in names:
-        cls = classes[n]
-        for inst in ([cls(ctx, s) for s in ctx.sources] if cls.scope == "source" else [cls(ctx)]):
-            run_stage(inst)
-
-
-def build_tiny_corpus(root: Path, **shard_kw) -> Path:
-    ctx = make_ctx(root, **shard_kw)
-    write_format_output(ctx)
-    run_stages(ctx, STAGE_NAMES[1:])
-    return ctx.shards_dir
-
-
-def tree_bytes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-SMALL_PARTS = {"max_part_mib": 0.012, "batch_size": 4}  # ~6k tokens a part, so a source spans several parts
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return build_tiny_corpus(tmp_path_factory.mktemp("tiny"), **SMALL_PARTS)
+@pytest.fixture()
+def corpus(tiny_corpus):
+    return tiny_corpus
 
 
 def parts(corpus: Path):
@@ -209,11 +109,11 @@ def test_byte_identical_rebuild_and_bounded_parts(corpus, tmp_path):
 
 KILL_SCRIPT = r"""
 import os, sys
-sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+sys.path.insert(0, {repo!r})
 from pathlib import Path
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
-from test_shards_build import make_ctx
+from tests.corpus_kit.tiny_corpus import make_ctx
 from pipeline.stages.shard import ShardStage
 
 class KillAfter(PipelineStep):
@@ -240,7 +140,7 @@ def test_kill9_in_tokenize_then_rerun_gives_same_bytes(corpus, tmp_path):
     ctx = make_ctx(root, **SMALL_PARTS)
     write_format_output(ctx)
     run_stages(ctx, ["filter", "dedup", "dedup_cross", "tokenizer"])
-    script = KILL_SCRIPT.format(repo=str(Path(__file__).parents[1]), tests=str(Path(__file__).parent), root=str(root))
+    script = KILL_SCRIPT.format(repo=str(Path(__file__).parents[1]), root=str(root))
     r = subprocess.run([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        text=True, timeout=120)
     assert r.returncode == -9, r.stderr[-2000:]

@@ -7,12 +7,10 @@ import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 import pytest
 
-from tests.test_shards_build import build_tiny_corpus
-
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = build_tiny_corpus(tmp_path_factory.mktemp("readers"))
+def corpus(tiny_corpus):
+    root = tiny_corpus
     man = json.loads((root / "manifest.json").read_text())
     paths = [str(root / p["path"]) for p in man["sources"]["weba"]["splits"]["train"]["parts"]]
     with pa.memory_map(paths[0]) as f:

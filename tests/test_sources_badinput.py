@@ -93,9 +93,12 @@ def test_file_with_only_blank_lines(tmp_path):
         run("evol_codealpaca", p, "train.jsonl")
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(CorruptFileError, match="cannot be opened"):
+def test_missing_file_is_an_io_fault_not_a_corrupt_file(tmp_path):
+    """A listed file that is gone is the disk's story (exit 2, "restore it, or run again"), not the data's:
+    advice to "delete it and download it again" would make no sense for it."""
+    with pytest.raises(OSError, match=r"nope.jsonl: no such file.*ENOENT.*run again") as e:
         run("evol_codealpaca", tmp_path / "nope.jsonl", "train.jsonl")
+    assert not isinstance(e.value, CorruptFileError)
 
 
 def _zst(data: bytes) -> bytes:
@@ -272,9 +275,9 @@ def _conv(i, text):
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
 def test_json_array_streams_across_chunk_boundaries(tmp_path, monkeypatch, chunk):
-    import pipeline.sources.base as base
+    import pipeline.sources.formats as formats
 
-    monkeypatch.setattr(base, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(formats, "CHUNK_BYTES", chunk)
     recs = [_conv(i, "héllo wörld ✓ " * (i % 5 + 1)) for i in range(12)] + [12345, [1, 2], None]
     p = tmp_path / "Code-290k-ShareGPT.json"
     p.write_text("\ufeff  [\n" + ",\n  ".join(json.dumps(r, ensure_ascii=False) for r in recs) + "\n]\n",
@@ -297,9 +300,9 @@ def test_json_array_streams_across_chunk_boundaries(tmp_path, monkeypatch, chunk
     ('[{"a": 1}, ]', "Expecting value"),
 ])
 def test_json_array_corruption_is_named(tmp_path, monkeypatch, body, what):
-    import pipeline.sources.base as base
+    import pipeline.sources.formats as formats
 
-    monkeypatch.setattr(base, "CHUNK_BYTES", 5)
+    monkeypatch.setattr(formats, "CHUNK_BYTES", 5)
     p = tmp_path / "openhermes2_5.json"
     p.write_text(body)
     with pytest.raises(CorruptFileError, match="not valid JSON") as e:
@@ -311,9 +314,9 @@ def test_parquet_invalid_utf8_rejects_only_that_row(tmp_path, monkeypatch):
     """Parquet writers do not validate strings: a bad one costs its row, not the file."""
     import numpy as np
 
-    import pipeline.sources.base as base
+    import pipeline.sources.formats as formats
 
-    monkeypatch.setattr(base, "PARQUET_BATCH_ROWS", 2)
+    monkeypatch.setattr(formats, "PARQUET_BATCH_ROWS", 2)
     data = b"good onecaf\xe9 au laitgood three"
     offsets = np.array([0, 8, 20, 30], dtype=np.int32)
     content = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)])

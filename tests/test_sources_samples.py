@@ -221,9 +221,18 @@ def test_configured_template_reaches_every_chat_set():
 
 def test_generator_is_deterministic(tmp_path):
     """The light makers rebuild byte-identical files (the heavy ones read the whole stdlib: --check)."""
-    out = subprocess.run([sys.executable, str(REPO / "pipeline/samples/make_samples.py"), "--out", str(tmp_path),
+    out = subprocess.run([sys.executable, "-m", "tools.make_samples", "--out", str(tmp_path),
                           "--check", "--only", "stackmathqa", "templategsm"],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "identical" in out.stdout
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 4
+
+
+def test_sample_paths_come_from_the_specs(tmp_path):
+    """A sample file name outside its source's allow_patterns is refused, not silently never read."""
+    from tools.samples.writers import hub_path
+
+    assert hub_path(tmp_path, "xp3x", "data/eng_Latn/x.jsonl") == tmp_path / "CohereForAI/xP3x/data/eng_Latn/x.jsonl"
+    with pytest.raises(ValueError, match="allow_patterns"):
+        hub_path(tmp_path, "xp3x", "data/fra_Latn/x.jsonl")

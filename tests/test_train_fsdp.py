@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.test_train_loop import PHASE1_STEPS, ROOT, assets, run_args, train_records  # noqa: F401 (fixture)
+from tests.trainer_kit.runs import ROOT, run_args, train_records
 from trainer import checkpoint as ckpt
 from trainer.train import main
 
@@ -16,19 +16,19 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torc
                                 reason="needs torch.distributed with gloo")
 
 
-def test_two_ranks_equal_one_rank(assets, tmp_path):  # noqa: F811
+def test_two_ranks_equal_one_rank(train_assets, tmp_path):
     steps, steps2 = 6, 3
     extra = [f"--train.phase1_tokens={steps * 256}", f"--train.phase2_tokens={steps2 * 256}",
              "--checkpoint.every_steps=3", "--log.val_every_steps=100"]
     one = tmp_path / "one"
     # 1 process: 8 sequences per step as 2 micro-batches of 4 (gradient accumulation).
     for phase in (1, 2):
-        assert main(run_args(assets, one, phase, *extra)) == 0
+        assert main(run_args(train_assets, one, phase, *extra)) == 0
     two = tmp_path / "two"
     # 2 ranks: the same 8 sequences per step as 1 micro-batch of 4 on each rank, FSDP2-sharded.
     for phase in (1, 2):
         r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                            "-m", "trainer", "train", *run_args(assets, two, phase, *extra, "--parallel.fsdp=true")],
+                            "-m", "trainer", "train", *run_args(train_assets, two, phase, *extra, "--parallel.fsdp=true")],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
         assert "FSDP2" in r.stdout and "1 micro-batch(es) × 4 × 32 × 2 rank(s)" in r.stdout

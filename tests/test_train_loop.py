@@ -1,80 +1,19 @@
 """The training loop end to end on a tiny corpus and model: phase 1 → phase 2, the WSD lr at the phase
 boundaries, kill -9 + resume == uninterrupted (bit for bit, twice), corrupt newest checkpoint → previous,
 NaN stops with the step and the last good checkpoint, bad run configs fail with a clear message."""
-import json
-import os
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests._shards import make_corpus
+from tests.trainer_kit.runs import MODEL, PHASE1_STEPS, PHASE2_STEPS, run_args, run_cli, train_records
 from trainer import checkpoint as ckpt
 from trainer.metrics import read_jsonl
 from trainer.train import main
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = """[model]
-vocab_size = 512
-d_model = 32
-n_layers = 2
-n_kv_heads = 2
-head_dim = 8
-n_experts = 4
-top_k = 2
-ffn_hidden = 64
-max_seq_len = 64
-"""
-PHASE1_STEPS, PHASE2_STEPS = 20, 10
 
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    d = tmp_path_factory.mktemp("assets")
-    make_corpus(d / "corpus", sources={"web": 30_000, "code": 10_000, "math": 5_000}, vocab=512, seed=0)
-    (d / "model.toml").write_text(MODEL)
-    (d / "m1.toml").write_text('name = "m1"\n[sources]\nweb = 3\ncode = 1\n')
-    (d / "m2.toml").write_text('name = "m2"\n[sources]\nweb = 1\ncode = 1\nmath = 2\n')
-    return d
-
-
-def run_args(assets, run_dir, phase, *extra):
-    return ["trainer/configs/tiny.toml", "--phase", str(phase), "--run-dir", str(run_dir),
-            f"--model.config={assets / 'model.toml'}", f"--data.corpus={assets / 'corpus'}",
-            f"--data.phase1_mixture={assets / 'm1.toml'}", f"--data.phase2_mixture={assets / 'm2.toml'}",
-            "--data.seq_len=32", "--data.micro_batch=4", "--data.prefetch=2", "--train.batch_tokens=256",
-            f"--train.phase1_tokens={PHASE1_STEPS * 256}", f"--train.phase2_tokens={PHASE2_STEPS * 256}",
-            "--schedule.warmup_tokens=1024", "--optim.lr=3e-3", "--checkpoint.every_steps=5",
-            "--checkpoint.keep_last=2", "--log.val_every_steps=10", "--log.val_batches=1", "--log.progress=false",
-            "--log.tensorboard=false", "--train.threads=1", *extra]
-
-
-def train_records(run_dir):
-    return [r for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if r["kind"] == "train"]
-
-
-def run_cli(args, env_extra=None):
-    """The trainer as users start it: its own process (so it can be killed with SIGKILL)."""
-    env = {k: v for k, v in os.environ.items() if k != "JETMOE_FAULT_KILL_AT"}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "trainer", "train", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def reference(assets, tmp_path_factory):
-    """One uninterrupted phase 1 + phase 2, in this process."""
-    run = tmp_path_factory.mktemp("ref") / "run"
-    assert main(run_args(assets, run, 1)) == 0
-    assert main(run_args(assets, run, 2)) == 0
-    return run
-
-
-def test_phases_schedule_and_mixture_switch(assets, reference):
-    recs = train_records(reference)
+def test_phases_schedule_and_mixture_switch(train_assets, reference_run):
+    recs = train_records(reference_run)
     assert [r["step"] for r in recs] == list(range(1, PHASE1_STEPS + PHASE2_STEPS + 1))
     lr = {r["step"]: r["lr"] for r in recs}
     # Logged step s reports the lr used by optimizer step s-1 (0-based).
@@ -95,76 +34,76 @@ def test_phases_schedule_and_mixture_switch(assets, reference):
         assert all(k in r for k in ("loss", "lm_loss", "load_balance", "z_loss", "grad_norm", "tokens_per_s"))
     # Phase 2 starts from phase 1's weights: the val loss of a source both mixtures share is identical
     # at the end of phase 1 and at the start of phase 2 (same step, same weights, same val data).
-    vals = [r for r in read_jsonl(reference / "metrics.jsonl") if r["kind"] == "val" and r["step"] == PHASE1_STEPS]
+    vals = [r for r in read_jsonl(reference_run / "metrics.jsonl") if r["kind"] == "val" and r["step"] == PHASE1_STEPS]
     assert [v["phase"] for v in vals] == [1, 2]
     assert vals[0]["loss"]["web"] == vals[1]["loss"]["web"] and "math" in vals[1]["loss"]
     # Checkpoints: the last K plus phase 1's final one (phase 2 restarts from it).
-    steps = [s for s, _ in ckpt.list_checkpoints(reference)]
+    steps = [s for s, _ in ckpt.list_checkpoints(reference_run)]
     assert PHASE1_STEPS in steps and steps[-1] == PHASE1_STEPS + PHASE2_STEPS and len(steps) == 3
-    final = ckpt.find_latest(reference)
+    final = ckpt.find_latest(reference_run)
     assert final.state["phase"] == 2 and final.state["loader"]["mixture_name"] == "m2"
     # ... and AdamW carried on: its step counters count both phases' steps.
     optim = torch.load(final.path / "optimizer.pt", weights_only=True)
     assert {int(v["step"]) for v in optim["state"].values()} == {PHASE1_STEPS + PHASE2_STEPS}
-    assert (final.path / "tokenizer.json").read_bytes() == (assets / "corpus" / "tokenizer.json").read_bytes()
+    assert (final.path / "tokenizer.json").read_bytes() == (train_assets / "corpus" / "tokenizer.json").read_bytes()
     # Learning happened: the loss of the last steps is below the first ones.
     assert sum(r["lm_loss"] for r in recs[-5:]) < sum(r["lm_loss"] for r in recs[:5])
 
 
-def test_phase_reruns_are_noops_and_order_is_enforced(assets, reference, tmp_path, capsys):
-    assert main(run_args(assets, reference, 2)) == 0
+def test_phase_reruns_are_noops_and_order_is_enforced(train_assets, reference_run, tmp_path, capsys):
+    assert main(run_args(train_assets, reference_run, 2)) == 0
     assert "already complete" in capsys.readouterr().out
-    assert main(run_args(assets, reference, 1)) == 2                  # phase 1 of a run in phase 2
+    assert main(run_args(train_assets, reference_run, 1)) == 2                  # phase 1 of a run in phase 2
     assert "phase-2 checkpoint" in capsys.readouterr().err
-    assert main(run_args(assets, tmp_path / "fresh", 2)) == 2         # phase 2 with no phase 1
+    assert main(run_args(train_assets, tmp_path / "fresh", 2)) == 2         # phase 2 with no phase 1
     assert "run phase 1 first" in capsys.readouterr().err
 
 
-def test_kill_9_twice_then_resume_is_bit_exact(assets, reference, tmp_path):
+def test_kill_9_twice_then_resume_is_bit_exact(train_assets, reference_run, tmp_path):
     run = tmp_path / "run"
     rng = random.Random(1234)
     kill_step = rng.randrange(6, 14)                       # a random step, off the checkpoint grid or on it
-    r = run_cli(run_args(assets, run, 1), {"JETMOE_FAULT_KILL_AT": str(kill_step)})
+    r = run_cli(run_args(train_assets, run, 1), faults={"kill_after_step": kill_step})
     assert r.returncode == -9, r.stderr[-2000:]
     assert train_records(run)[-1]["step"] == kill_step
     # Second kill: half-way through writing the step-15 checkpoint (its temp folder is left behind).
-    r = run_cli(run_args(assets, run, 1), {"JETMOE_FAULT_KILL_AT": "ckpt:15"})
+    r = run_cli(run_args(train_assets, run, 1), faults={"kill_in_checkpoint": [15, "optimizer.pt"]})
     assert r.returncode == -9, r.stderr[-2000:]
     assert (run / "checkpoints" / ".tmp-step-00000015").exists()
     assert ckpt.find_latest(run).step == 10
-    r = run_cli(run_args(assets, run, 1))
+    r = run_cli(run_args(train_assets, run, 1))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming from" in r.stdout and "val loss" in r.stdout
     assert not (run / "checkpoints" / ".tmp-step-00000015").exists()
-    ref = [(x["step"], x["loss"], x["grad_norm"]) for x in train_records(reference)[:PHASE1_STEPS]]
+    ref = [(x["step"], x["loss"], x["grad_norm"]) for x in train_records(reference_run)[:PHASE1_STEPS]]
     got = [(x["step"], x["loss"], x["grad_norm"]) for x in train_records(run)]
     assert got == ref                                        # every step once, equal floats
-    a = ckpt.step_dir(reference, PHASE1_STEPS) / "model.safetensors"
+    a = ckpt.step_dir(reference_run, PHASE1_STEPS) / "model.safetensors"
     b = ckpt.step_dir(run, PHASE1_STEPS) / "model.safetensors"
     assert a.read_bytes() == b.read_bytes()
 
 
-def test_corrupt_latest_falls_back_and_replays_exactly(assets, reference, tmp_path, capsys):
+def test_corrupt_latest_falls_back_and_replays_exactly(train_assets, reference_run, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(run_args(assets, run, 1)) == 0
+    assert main(run_args(train_assets, run, 1)) == 0
     last = ckpt.step_dir(run, PHASE1_STEPS)
     good = (last / "model.safetensors").read_bytes()
     bad = bytearray(good)
     bad[len(bad) // 3] ^= 0x01
     (last / "model.safetensors").write_bytes(bytes(bad))
     capsys.readouterr()
-    assert main(run_args(assets, run, 1)) == 0               # falls back to step 15 and redoes 16..20
+    assert main(run_args(train_assets, run, 1)) == 0               # falls back to step 15 and redoes 16..20
     err = capsys.readouterr().err
     assert "step-00000020 is unusable" in err and "step-00000015" in err
     assert (last / "model.safetensors").read_bytes() == good
     assert ckpt.verify(last) is None
-    assert [x["loss"] for x in train_records(run)] == [x["loss"] for x in train_records(reference)[:PHASE1_STEPS]]
+    assert [x["loss"] for x in train_records(run)] == [x["loss"] for x in train_records(reference_run)[:PHASE1_STEPS]]
 
 
-def test_nan_loss_stops_naming_step_and_checkpoint(assets, tmp_path, capsys):
+def test_nan_loss_stops_naming_step_and_checkpoint(train_assets, tmp_path, capsys):
     run = tmp_path / "run"
-    rc = main(run_args(assets, run, 1, "--optim.lr=1e30", "--schedule.warmup_tokens=0", "--checkpoint.every_steps=1",
-                       "--optim.grad_clip=0"))
+    rc = main(run_args(train_assets, run, 1, "--optim.lr=1e30", "--schedule.warmup_tokens=0",
+                       "--checkpoint.every_steps=1", "--optim.grad_clip=0"))
     err = capsys.readouterr().err
     assert rc == 3, err
     assert "loss is nan" in err or "loss is inf" in err
@@ -181,29 +120,30 @@ def test_nan_loss_stops_naming_step_and_checkpoint(assets, tmp_path, capsys):
     (["--data.corpus=/nonexistent/corpus"], "/nonexistent/corpus"),
     (["--train.batch_tokens=100"], "train.batch_tokens"),
 ])
-def test_bad_run_configs_fail_clearly(assets, tmp_path, capsys, extra, needle):
-    assert main(run_args(assets, tmp_path / "run", 1, *extra)) == 2
+def test_bad_run_configs_fail_clearly(train_assets, tmp_path, capsys, extra, needle):
+    assert main(run_args(train_assets, tmp_path / "run", 1, *extra)) == 2
     err = capsys.readouterr().err
     assert needle in err, err
 
 
-def test_vocab_mismatch_is_refused(assets, tmp_path, capsys):
+def test_vocab_mismatch_is_refused(train_assets, tmp_path, capsys):
     m = tmp_path / "m.toml"
     m.write_text(MODEL.replace("vocab_size = 512", "vocab_size = 1024"))
-    assert main(run_args(assets, tmp_path / "run", 1, f"--model.config={m}")) == 2
+    assert main(run_args(train_assets, tmp_path / "run", 1, f"--model.config={m}")) == 2
     assert "1024" in capsys.readouterr().err
 
 
-def test_changed_run_config_on_resume_is_refused(assets, reference, capsys):
-    assert main(run_args(assets, reference, 2, "--optim.lr=1e-3")) == 2
+def test_changed_run_config_on_resume_is_refused(train_assets, reference_run, capsys):
+    assert main(run_args(train_assets, reference_run, 2, "--optim.lr=1e-3")) == 2
     assert "optim.lr" in capsys.readouterr().err
 
 
-def test_activation_checkpointing_gives_the_same_steps(assets, reference, tmp_path):
+def test_activation_checkpointing_gives_the_same_steps(train_assets, reference_run, tmp_path):
     run = tmp_path / "run"
-    assert main(run_args(assets, run, 1, "--parallel.activation_checkpoint=true", "--train.phase1_tokens=1536")) == 0
+    assert main(run_args(train_assets, run, 1, "--parallel.activation_checkpoint=true",
+                         "--train.phase1_tokens=1536")) == 0
     got = [x["loss"] for x in train_records(run)]
-    ref = [x["loss"] for x in train_records(reference)[:6]]
+    ref = [x["loss"] for x in train_records(reference_run)[:6]]
     assert got == pytest.approx(ref, rel=1e-6, abs=1e-7)
     # the checkpoint's weights carry the plain names (export and phase 2 read them without the wrapper)
     from safetensors import safe_open
@@ -213,9 +153,9 @@ def test_activation_checkpointing_gives_the_same_steps(assets, reference, tmp_pa
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gpu_bf16_fused_run(assets, tmp_path):
+def test_gpu_bf16_fused_run(train_assets, tmp_path):
     run = tmp_path / "run"
-    assert main(run_args(assets, run, 1, "--train.phase1_tokens=1536")) == 0
+    assert main(run_args(train_assets, run, 1, "--train.phase1_tokens=1536")) == 0
     recs = train_records(run)
     assert len(recs) == 6 and all(r["loss"] == r["loss"] for r in recs)
     from trainer.metrics import device_peak_tflops

@@ -9,7 +9,9 @@ A checkpoint folder holds
   tokenizer.json                          the corpus tokenizer the model was trained with
   SHA256SUMS                              `sha256sum -c`-compatible digests of all the above, written last
 It is written into `checkpoints/.tmp-step-XXXXXXXX/` and renamed into place (a directory rename is atomic on
-POSIX), so a crash leaves either the old set or the new one. On load the newest folder is verified against
+POSIX), so a crash leaves either the old set or the new one; a failed write (full disk, read-only folder)
+removes the temp folder and raises `jetmoe_core.io.IOFault` (exit 2 with the path, the errno's meaning and
+the fix) on every rank. On load the newest folder is verified against
 its SHA256SUMS; a corrupt or incomplete one is skipped with a warning naming it, and the previous one used.
 """
 from __future__ import annotations
@@ -25,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
 
-from trainer.fileio import sha256_file
-from trainer.dist import DistInfo, all_gather_object, barrier, broadcast_object
+from jetmoe_core.io import IOFault, sha256_file
+from trainer import hooks
+from trainer.dist import DistInfo, all_gather_object, broadcast_object
+from trainer.writers import install_folder, save_safetensors, save_torch
 
 STEP_RE = re.compile(r"^step-(\d{8})$")
 SUMS = "SHA256SUMS"
@@ -59,14 +63,6 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         return []
     out = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_RE.match(p.name))]
     return sorted(out)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:
@@ -146,7 +142,7 @@ def set_rng_state(s: dict[str, torch.Tensor], device: torch.device) -> None:
 # ----------------------------------------------------------------------------------------------- save
 def save(run_dir: Path, step: int, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
          model_config: dict, train_state: dict, tokenizer_path: Path | None, keep_last: int,
-         info: DistInfo, fault_hook=None) -> Path | None:
+         info: DistInfo) -> Path | None:
     """Collective: every rank calls it (FSDP2 gathers the full model and optimizer state to rank 0,
     which writes). Returns the folder on rank 0, None elsewhere."""
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -154,40 +150,47 @@ def save(run_dir: Path, step: int, *, model: torch.nn.Module, optimizer: torch.o
     optim_sd = get_optimizer_state_dict(model, optimizer, options=opts)
     rngs = all_gather_object(rng_state(info.device), info)
     final = step_dir(run_dir, step)
+    failure = None
     if info.is_main:
         tmp = final.with_name(f".tmp-{final.name}")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        # One metadata key only: safetensors writes its metadata map in hash order, so two keys would make
-        # the same weights produce different bytes from run to run.
-        save_file({k: v.contiguous() for k, v in model_sd.items()}, str(tmp / "model.safetensors"),
-                  metadata={"format": "pt"})
-        (tmp / "model_config.json").write_text(json.dumps(model_config, indent=2, sort_keys=True) + "\n")
-        torch.save(optim_sd, tmp / "optimizer.pt")
-        if fault_hook:
-            fault_hook("mid-checkpoint")  # test hook: die with a half-written folder
-        torch.save({f"rank{r}": s for r, s in enumerate(rngs)}, tmp / "rng.pt")
-        (tmp / "train_state.json").write_text(json.dumps(train_state, indent=1, sort_keys=True) + "\n")
-        if tokenizer_path is not None:
-            shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
-        names = sorted(p.name for p in tmp.iterdir() if p.is_file())
-        for n in names:
-            _fsync_file(tmp / n)
-        (tmp / SUMS).write_text("".join(f"{sha256_file(tmp / n)}  {n}\n" for n in names))
-        _fsync_file(tmp / SUMS)
-        if final.exists():  # a corrupt folder we fell back from, now being rewritten
-            old = final.with_name(f".old-{final.name}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(final.parent)
-        prune(run_dir, keep_last)
-    barrier(info)
+        try:
+            _write_folder(tmp, step, model_sd, optim_sd, rngs, model_config, train_state, tokenizer_path)
+            install_folder(tmp, final)
+            prune(run_dir, keep_last)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            failure = IOFault.from_os_error(
+                e, "writing", e.filename or tmp,
+                then=f"checkpoint {final.name} was not saved and nothing half-written is left; run the same "
+                     f"command again to resume from the last complete checkpoint")
+    # Every rank learns whether rank 0's write worked, so none waits on a rank that stopped.
+    failure = broadcast_object(failure, info)
+    if failure is not None:
+        raise failure
     return final if info.is_main else None
+
+
+def _write_folder(tmp: Path, step: int, model_sd: dict, optim_sd: dict, rngs: list, model_config: dict,
+                  train_state: dict, tokenizer_path: Path | None) -> None:
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    # One metadata key only: safetensors writes its metadata map in hash order, so two keys would make
+    # the same weights produce different bytes from run to run.
+    save_safetensors({k: v.contiguous() for k, v in model_sd.items()}, tmp / "model.safetensors", {"format": "pt"})
+    hooks.HOOKS.in_checkpoint(step, "model.safetensors")
+    (tmp / "model_config.json").write_text(json.dumps(model_config, indent=2, sort_keys=True) + "\n")
+    save_torch(optim_sd, tmp / "optimizer.pt")
+    hooks.HOOKS.in_checkpoint(step, "optimizer.pt")
+    save_torch({f"rank{r}": s for r, s in enumerate(rngs)}, tmp / "rng.pt")
+    (tmp / "train_state.json").write_text(json.dumps(train_state, indent=1, sort_keys=True) + "\n")
+    if tokenizer_path is not None:
+        shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+    names = sorted(p.name for p in tmp.iterdir() if p.is_file())
+    for n in names:
+        _fsync_file(tmp / n)
+    (tmp / SUMS).write_text("".join(f"{sha256_file(tmp / n)}  {n}\n" for n in names))
+    _fsync_file(tmp / SUMS)
 
 
 def prune(run_dir: Path, keep_last: int) -> list[Path]:
@@ -238,6 +241,12 @@ def load_into(found: Found, *, model: torch.nn.Module, optimizer: torch.optim.Op
             optim_sd = torch.load(path / "optimizer.pt", weights_only=True)
             set_optimizer_state_dict(model, optimizer, optim_state_dict=optim_sd,
                                      options=StateDictOptions(full_state_dict=True))
+    if optimizer is not None:
+        # The state-dict round trip hands tuples back as lists (AdamW's betas): make them what the optimizer
+        # built, so a resumed run saves the same optimizer.pt bytes as one that never stopped.
+        for group in optimizer.param_groups:
+            if isinstance(group.get("betas"), list):
+                group["betas"] = tuple(group["betas"])
     if restore_rng:
         rngs = torch.load(path / "rng.pt", weights_only=True)
         key = f"rank{info.rank}"

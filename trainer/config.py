@@ -1,33 +1,59 @@
-"""Run configuration: TOML file → typed dataclasses, one section per component.
+"""Run configuration: a TOML file → typed dataclasses, one section per component.
 
-Precedence is CLI > file > defaults: `load_run_config(path, overrides=["--optim.lr=3e-4"])`.
-Every key is checked: an unknown section or key, or a value of the wrong type, is an error that names the
-file, the key and what is allowed, so a typo never silently falls back to a default.
+    cfg = load_run_config("trainer/configs/tiny.toml", ["--optim.lr=3e-4", "--train.phase1_tokens=1e6"])
+    cfg.optim.lr, cfg.data.corpus, cfg.model_config_path()
+
+Read with `jetmoe_core.config` (the loader the corpus builder uses too): precedence is override > file >
+default; an unknown section or key, a value of the wrong type, a choice outside its `Literal`, or a value
+outside its range is a `ConfigError` naming the file (or the override as typed) and the key, raised when
+the config is read, before anything runs. Integral floats are taken for ints (`phase1_tokens = 1e12`).
+
+The MoE auxiliary-loss weights are not run settings: they are the model config's `load_balance_coef` and
+`z_loss_coef` (exported to Hugging Face with the model); a run config that still sets `train.aux_coef` or
+`train.z_coef` is refused with a message saying where they live.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from jetmoe_core.config import CliValue, ConfigError, apply_overrides, from_table, load_toml
+
+__all__ = ["ConfigError", "RunConfig", "load_run_config", "from_dict", "resolve_model_config", "CONFIG_DIR",
+           "MODEL_CONFIG_DIR"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MODEL_CONFIG_DIR = CONFIG_DIR / "model"
-DECAY_SHAPES = ("exponential", "linear", "cosine")
+AutoBool = Literal["auto", "true", "false"]
+
+# Keys that moved out of the run config: (section, key) → where they live now.
+MOVED = {
+    ("train", "aux_coef"): "the model config's load_balance_coef (trainer/configs/model/<name>.toml, exported to "
+                           "Hugging Face as aux_loss_coef)",
+    ("train", "z_coef"): "the model config's z_loss_coef (trainer/configs/model/<name>.toml)",
+}
 
 
-class ConfigError(ValueError):
-    """A run config that cannot be used; the message names the file/key and the fix."""
+def _need(ok: bool, key: str, value, rule: str) -> None:
+    """A range check that names its key; from_table adds the file and section."""
+    if not ok:
+        raise ValueError(f"{key} = {value!r} {rule}")
+
+
+def _positive(section: object, prefix: str, *names: str) -> None:
+    for n in names:
+        v = getattr(section, n)
+        _need(v > 0, f"{prefix}.{n}", v, "must be > 0")
 
 
 @dataclass
 class ModelSection:
     config: str = "tiny"
     """Model config: a name in trainer/configs/model/ (e.g. "tiny", "jetmoe-8b") or a path to a TOML."""
-    backend: str = ""
+    backend: Literal["", "auto", "torch", "grouped_mm", "megablocks"] = ""
     """Expert-layer backend override ("" keeps the model config's choice; "torch" forces the reference)."""
 
 
@@ -49,6 +75,19 @@ class DataSection:
     """Loader worker processes (0 = read in the training process)."""
     prefetch: int = 2
     """Batches read ahead per worker."""
+    verify: Literal["sha256", "size", "off"] = "sha256"
+    """What the trainer checks, before the first step, of the parts this phase reads against the manifest.
+    "sha256" hashes them: any changed byte is caught. It costs one read of those parts, split over the ranks,
+    8 threads each: measured here (bench/bench_verify.py) 0.9 s/GB on one core from the page cache and
+    1.2 s/GB cold from disk, i.e. 15-20 min for 1 TB on a single rank and thread; on a node of 8 ranks the
+    filesystem's read rate is the bound (1 TB at 2 GB/s ≈ 8 min; spread over 12 nodes ≈ 1-2 min).
+    "size" compares file sizes only (truncated or swapped parts; free); "off" trusts the files. Token ids
+    are checked against the vocabulary as batches are read, whatever this says."""
+
+    def __post_init__(self):
+        _positive(self, "data", "seq_len", "micro_batch")
+        for n in ("seed", "num_workers", "prefetch"):
+            _need(getattr(self, n) >= 0, f"data.{n}", getattr(self, n), "must be >= 0")
 
 
 @dataclass
@@ -59,16 +98,19 @@ class TrainSection:
     """Tokens trained in phase 1 (warmup + stable). Paper: 1T."""
     phase2_tokens: int = 500_000
     """Tokens trained in phase 2 (the decay). Paper: 250B."""
-    aux_coef: float = 0.01
-    """Weight of the load-balance loss (summed over all MoA and MoE routers). Paper: 0.01."""
-    z_coef: float = 0.001
-    """Weight of the router z-loss. Paper: 0.001."""
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     """"auto" = bf16 autocast on CUDA and fp32 on CPU; "fp32" or "bf16" to force."""
     seed: int = 0
-    """Model-init and RNG seed."""
+    """Model-init seed, and the seed of torch's, Python's and numpy's global RNGs at a fresh start."""
     threads: int = 0
     """torch CPU threads (0 = torch's default). Fix it to get the same bytes across machines."""
+
+    def __post_init__(self):
+        _positive(self, "train", "batch_tokens", "phase1_tokens")
+        _need(self.phase2_tokens >= 0, "train.phase2_tokens", self.phase2_tokens, "must be >= 0")
+        _need(0 <= self.seed < 2 ** 32, "train.seed", self.seed, "must be in [0, 2**32) (numpy's seed range)")
+        _need(self.threads >= 0, "train.threads", self.threads,
+              "must be >= 0: the number of CPU threads, or 0 for torch's default")
 
 
 @dataclass
@@ -85,8 +127,17 @@ class OptimSection:
     """AdamW epsilon."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 disables)."""
-    fused: str = "auto"
+    fused: AutoBool = "auto"
     """"auto" = fused AdamW on CUDA, foreach elsewhere; "true"/"false" to force."""
+
+    def __post_init__(self):
+        _need(0 < self.lr < math.inf, "optim.lr", self.lr, "must be a finite number > 0")
+        _need(0 < self.eps < math.inf, "optim.eps", self.eps, "must be a finite number > 0, e.g. 1e-8")
+        for n in ("weight_decay", "grad_clip"):
+            v = getattr(self, n)
+            _need(0 <= v < math.inf, f"optim.{n}", v, "must be a finite number >= 0")
+        for n in ("beta1", "beta2"):
+            _need(0 <= getattr(self, n) < 1, f"optim.{n}", getattr(self, n), "must be in [0, 1)")
 
 
 @dataclass
@@ -97,8 +148,13 @@ class ScheduleSection:
     """Warmup starts at init_frac × lr."""
     final_frac: float = 0.1
     """The decay ends at final_frac × lr (paper: 5e-5 = 0.1 × 5e-4)."""
-    decay: str = "exponential"
+    decay: Literal["exponential", "linear", "cosine"] = "exponential"
     """Decay shape over phase 2: "exponential" (the model card), "linear" or "cosine"."""
+
+    def __post_init__(self):
+        _need(self.warmup_tokens >= 0, "schedule.warmup_tokens", self.warmup_tokens, "must be >= 0")
+        for n in ("init_frac", "final_frac"):
+            _need(0 < getattr(self, n) <= 1, f"schedule.{n}", getattr(self, n), "must be in (0, 1]")
 
 
 @dataclass
@@ -107,6 +163,9 @@ class CheckpointSection:
     """Write a checkpoint every N optimizer steps (and always at the end of a phase)."""
     keep_last: int = 3
     """Keep the newest K checkpoints (a phase's final checkpoint is kept as well)."""
+
+    def __post_init__(self):
+        _positive(self, "checkpoint", "every_steps", "keep_last")
 
 
 @dataclass
@@ -119,10 +178,13 @@ class LogSection:
     """Batches per source per evaluation (the val split is read from its start each time)."""
     val_batch_size: int = 8
     """Sequences per val batch."""
-    tensorboard: str = "auto"
+    tensorboard: AutoBool = "auto"
     """"auto" = write TensorBoard events when tensorboard is installed; "true"/"false" to force."""
     progress: bool = True
     """Show the tqdm progress bar (on rank 0)."""
+
+    def __post_init__(self):
+        _positive(self, "log", "every_steps", "val_every_steps", "val_batches", "val_batch_size")
 
 
 @dataclass
@@ -137,14 +199,21 @@ class CostSection:
     """Assumed model-FLOPs utilisation (paper: ~14%), used until a run measures its own."""
     usd_per_gpu_hour: float = 3.0
     """Price per accelerator-hour (the paper's < $0.1M for ~30k GPU-hours implies ≈ $3)."""
-    flops_basis: str = "6n"
+    flops_basis: Literal["6n", "model"] = "6n"
     """FLOPs per token for cost and MFU: "6n" = 6 × active params (the paper's convention, which its
     14% MFU uses) or "model" = the model's count including attention."""
+
+    def __post_init__(self):
+        _positive(self, "cost", "gpus")
+        _need(0 < self.peak_tflops < math.inf, "cost.peak_tflops", self.peak_tflops, "must be a finite number > 0")
+        _need(0 < self.mfu <= 1, "cost.mfu", self.mfu, "must be in (0, 1]")
+        _need(0 <= self.usd_per_gpu_hour < math.inf, "cost.usd_per_gpu_hour", self.usd_per_gpu_hour,
+              "must be a finite number >= 0")
 
 
 @dataclass
 class ParallelSection:
-    fsdp: str = "auto"
+    fsdp: AutoBool = "auto"
     """"auto" = FSDP2 (fully_shard per block, then the root) when WORLD_SIZE > 1; "true"/"false" to force."""
     reshard_after_forward: bool = True
     """FSDP2: free gathered parameters after forward (saves memory, costs an all-gather in backward)."""
@@ -164,8 +233,19 @@ class RunConfig:
     log: LogSection = field(default_factory=LogSection)
     cost: CostSection = field(default_factory=CostSection)
     parallel: ParallelSection = field(default_factory=ParallelSection)
-    source: str = ""
+    source: str = field(default="", init=False, compare=False)
     """Where the config came from (not a TOML key)."""
+
+    def validate(self) -> None:
+        """Checks across sections (from_table runs it after building the sections)."""
+        d, t, s = self.data, self.train, self.schedule
+        if t.batch_tokens % d.seq_len:
+            raise ValueError(f"train.batch_tokens = {t.batch_tokens} is not a multiple of data.seq_len = {d.seq_len}; "
+                             f"use e.g. {max(1, t.batch_tokens // d.seq_len) * d.seq_len}")
+        if s.warmup_tokens > t.phase1_tokens:
+            raise ValueError(f"schedule.warmup_tokens = {s.warmup_tokens} exceeds train.phase1_tokens = "
+                             f"{t.phase1_tokens}; warmup happens inside phase 1")
+        resolve_model_config(self.model.config)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -177,14 +257,6 @@ class RunConfig:
 
     def mixture_for(self, phase: int) -> str:
         return self.data.phase1_mixture if phase == 1 else self.data.phase2_mixture
-
-
-SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig) if f.name != "source"}
-
-
-def _section_types() -> dict[str, type]:
-    hints = typing.get_type_hints(RunConfig)
-    return {name: hints[name] for name in SECTIONS}
 
 
 def resolve_model_config(name_or_path: str) -> Path:
@@ -200,133 +272,35 @@ def resolve_model_config(name_or_path: str) -> Path:
     return candidate
 
 
-def _coerce(value, typ, where: str):
-    """Check a TOML value against a dataclass field type; ints are accepted for floats, and integral
-    floats (1e12) for ints because token budgets read best in exponent form."""
-    origin = typing.get_origin(typ)
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if typ is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and math.isfinite(value) and value == int(value):
-            return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if typ is str:
-        if isinstance(value, bool):  # --x.y=true parsed by TOML: keep the user's word for string fields
-            return "true" if value else "false"
-        if isinstance(value, (int, float)):
-            return str(value)
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    if origin in (list, types.GenericAlias):
-        (item,) = typing.get_args(typ)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise ConfigError(f"{where}: unsupported field type {typ}")
+def _refuse_moved(raw: dict, source: str) -> None:
+    for (section, key), where in MOVED.items():
+        table = raw.get(section)
+        if isinstance(table, dict) and key in table:
+            value = table[key]
+            origin = f"override {value.arg}" if isinstance(value, CliValue) else source
+            raise ConfigError(f"{origin}: {section}.{key} is no longer a run setting: the weight lives in {where}, "
+                              f"which both the model's loss and the export read; delete {section}.{key} here and "
+                              f"set it there")
 
 
-def _apply(cfg: RunConfig, data: dict, origin: str) -> None:
-    types_ = _section_types()
-    for section, body in data.items():
-        if section not in types_:
-            raise ConfigError(f"{origin}: unknown section [{section}]; known sections: {sorted(types_)}")
-        if not isinstance(body, dict):
-            raise ConfigError(f"{origin}: [{section}] must be a table of key = value, got {body!r}")
-        sec_obj = getattr(cfg, section)
-        hints = typing.get_type_hints(type(sec_obj))
-        for key, value in body.items():
-            if key not in hints:
-                raise ConfigError(f"{origin}: unknown key {section}.{key}; known keys of [{section}]: "
-                                  f"{sorted(hints)}")
-            setattr(sec_obj, key, _coerce(value, hints[key], f"{origin}: {section}.{key}"))
-
-
-def parse_override(arg: str) -> tuple[str, str, object]:
-    """`--section.key=value` → (section, key, value); the value is read as TOML (numbers, true/false,
-    lists, quoted strings) and as a bare string when it is not valid TOML (paths, names)."""
-    if not arg.startswith("--") or "=" not in arg or "." not in arg.split("=", 1)[0]:
-        raise ConfigError(f"override {arg!r}: expected --section.key=value, e.g. --optim.lr=3e-4")
-    lhs, raw = arg[2:].split("=", 1)
-    section, key = lhs.split(".", 1)
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return section, key, value
-
-
-def validate(cfg: RunConfig) -> None:
-    """Cross-field checks that types alone cannot express."""
-    where = cfg.source or "run config"
-    d, t, o, s, c = cfg.data, cfg.train, cfg.optim, cfg.schedule, cfg.checkpoint
-    for name, v in [("data.seq_len", d.seq_len), ("data.micro_batch", d.micro_batch),
-                    ("train.batch_tokens", t.batch_tokens), ("train.phase1_tokens", t.phase1_tokens),
-                    ("checkpoint.every_steps", c.every_steps), ("checkpoint.keep_last", c.keep_last),
-                    ("log.every_steps", cfg.log.every_steps), ("log.val_every_steps", cfg.log.val_every_steps),
-                    ("cost.gpus", cfg.cost.gpus)]:
-        if v <= 0:
-            raise ConfigError(f"{where}: {name} = {v} must be > 0")
-    if t.phase2_tokens < 0 or s.warmup_tokens < 0:
-        raise ConfigError(f"{where}: train.phase2_tokens and schedule.warmup_tokens must be >= 0")
-    if t.batch_tokens % d.seq_len:
-        raise ConfigError(f"{where}: train.batch_tokens = {t.batch_tokens} is not a multiple of data.seq_len = "
-                          f"{d.seq_len}; use e.g. {max(1, t.batch_tokens // d.seq_len) * d.seq_len}")
-    if s.warmup_tokens > t.phase1_tokens:
-        raise ConfigError(f"{where}: schedule.warmup_tokens = {s.warmup_tokens} exceeds train.phase1_tokens = "
-                          f"{t.phase1_tokens}; warmup happens inside phase 1")
-    if s.decay not in DECAY_SHAPES:
-        raise ConfigError(f"{where}: schedule.decay = {s.decay!r}; choose one of {list(DECAY_SHAPES)}")
-    for name, v in [("schedule.init_frac", s.init_frac), ("schedule.final_frac", s.final_frac)]:
-        if not 0 < v <= 1:
-            raise ConfigError(f"{where}: {name} = {v} must be in (0, 1]")
-    if o.lr <= 0 or o.weight_decay < 0 or o.grad_clip < 0 or not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
-        raise ConfigError(f"{where}: optim needs lr > 0, weight_decay >= 0, grad_clip >= 0, 0 <= betas < 1")
-    for name, v, allowed in [("optim.fused", o.fused, ("auto", "true", "false")),
-                             ("train.precision", t.precision, ("auto", "fp32", "bf16")),
-                             ("log.tensorboard", cfg.log.tensorboard, ("auto", "true", "false")),
-                             ("parallel.fsdp", cfg.parallel.fsdp, ("auto", "true", "false")),
-                             ("cost.flops_basis", cfg.cost.flops_basis, ("6n", "model"))]:
-        if v not in allowed:
-            raise ConfigError(f"{where}: {name} = {v!r}; choose one of {list(allowed)}")
-    if not 0 < cfg.cost.mfu <= 1 or cfg.cost.peak_tflops <= 0 or cfg.cost.usd_per_gpu_hour < 0:
-        raise ConfigError(f"{where}: cost needs 0 < mfu <= 1, peak_tflops > 0, usd_per_gpu_hour >= 0")
+def _build(raw: dict, source: str) -> RunConfig:
+    _refuse_moved(raw, source)
+    return from_table(RunConfig, raw, source=source)
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults ← the TOML file ← `--section.key=value` overrides, then validated."""
-    cfg = RunConfig()
+    """Defaults ← the TOML file ← `--section.key=value` overrides, every value checked."""
+    raw: dict = {}
+    source = "run config"
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            known = sorted(str(p) for p in CONFIG_DIR.glob("*.toml"))
-            raise ConfigError(f"run config {path} not found; shipped run configs: {known}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
-        _apply(cfg, data, str(path))
-        cfg.source = str(path)
-    for arg in overrides or []:
-        section, key, value = parse_override(arg)
-        _apply(cfg, {section: {key: value}}, f"override {arg}")
-    validate(cfg)
+        known = ", ".join(sorted(str(p) for p in CONFIG_DIR.glob("*.toml")))
+        raw, _ = load_toml(path, what="run config", missing_hint=f"shipped run configs: {known}")
+        source = str(path)
+    cfg = _build(apply_overrides(raw, overrides or []), source)
+    cfg.source = str(path) if path is not None else ""
     return cfg
 
 
 def from_dict(d: dict) -> RunConfig:
     """The inverse of RunConfig.to_dict (a checkpoint's saved config)."""
-    cfg = RunConfig()
-    _apply(cfg, d, "saved run config")
-    validate(cfg)
-    return cfg
+    return _build(d, "saved run config")

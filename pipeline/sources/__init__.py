@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from jetmoe_core.config import did_you_mean
+
 from pipeline.sources import chat_sets, code, web
 from pipeline.sources.base import (FAMILIES, FILE_FORMATS, BadRecord, CorruptFileError, Rejected, Row,
                                    SourceSpec, UnknownSourceError)
@@ -47,7 +49,8 @@ def get_source(name: str) -> SourceSpec:
     try:
         return SOURCES[name]
     except KeyError:
-        raise UnknownSourceError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}") from None
+        raise UnknownSourceError(f"unknown source {name!r}{did_you_mean(name, SOURCES)}; known sources: "
+                                 f"{', '.join(SOURCES)}") from None
 
 
 def input_groups(names: Iterable[str]) -> dict[str, list[SourceSpec]]:

@@ -11,7 +11,8 @@ from typing import Iterator
 
 from datatrove.data import Document
 
-from pipeline.sources.base import BadRecord, Rejected, Row, SourceSpec, _raw
+from pipeline.sources.base import BadRecord, Rejected, Row, SourceSpec
+from pipeline.sources.records import raw_excerpt
 from pipeline.sources.chat import ChatTemplate, ChatTemplateError
 
 
@@ -105,7 +106,7 @@ def _oasst_file(records: Iterator[Row | Rejected], spec: SourceSpec, t: ChatTemp
                 "created": str(rec.data.get("created_date") or ""), "where": rec.where,
             }
         except BadRecord as bad:
-            yield Rejected(spec.name, bad.reason, bad.detail, _raw(rec.data))
+            yield Rejected(spec.name, bad.reason, bad.detail, raw_excerpt(rec.data))
             continue
         trees.setdefault(msg["tree"], []).append(msg)
     for tree_id, msgs in trees.items():
@@ -113,7 +114,7 @@ def _oasst_file(records: Iterator[Row | Rejected], spec: SourceSpec, t: ChatTemp
         if len(roots) != 1:
             yield Rejected(spec.name, "broken_tree",
                            f"{relpath}: message tree {tree_id} has {len(roots)} root messages, expected 1",
-                           _raw({"message_tree_id": tree_id, "messages": len(msgs)}))
+                           raw_excerpt({"message_tree_id": tree_id, "messages": len(msgs)}))
             continue
         children: dict[str, list[dict]] = {}
         for m in msgs:
@@ -131,7 +132,7 @@ def _oasst_file(records: Iterator[Row | Rejected], spec: SourceSpec, t: ChatTemp
         if len(path) < 2:
             yield Rejected(spec.name, "empty_conversation",
                            f"{roots[0]['where']}: message tree {tree_id} has no usable assistant reply",
-                           _raw(roots[0]["text"]))
+                           raw_excerpt(roots[0]["text"]))
             continue
         text = t.render([(m["role"], m["text"]) for m in path])
         if not text.strip():

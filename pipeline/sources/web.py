@@ -66,12 +66,19 @@ def _pile(row: Row, spec: SourceSpec, _t) -> Document:
     return row.doc(PILE_ROUTES.get(name, PILE_REST), row.text("text"), pile_set_name=name)
 
 
+def _pile_reject_route(record: dict) -> str | None:
+    """A bad record that still names its subset counts against that subset's source."""
+    meta = record.get("meta")
+    name = meta.get("pile_set_name") if isinstance(meta, dict) else None
+    return PILE_ROUTES.get(name, PILE_REST) if isinstance(name, str) else None
+
+
 def _pile_spec(name: str, what: str) -> SourceSpec:
     return SourceSpec(
         name=name, family="web", repo_id="monology/pile-uncopyrighted",
         revision="3be90335b66f24456a5d6659d9c8d208c0357119",
         allow_patterns=("train/*.jsonl.zst",), file_format="jsonl.zst", adapter=_pile,
-        input_group="pile", rejects_to=PILE_REST,
+        input_group="pile", rejects_to=PILE_REST, reject_router=_pile_reject_route,
         fields="text, meta.pile_set_name",
         description=f"The Pile ({what}), from the pile-uncopyrighted mirror, routed by meta.pile_set_name.",
         notes="EleutherAI/pile is gone from the hub; this mirror lacks " + ", ".join(PILE_ABSENT) + ".")

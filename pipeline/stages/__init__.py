@@ -1,4 +1,4 @@
 """Stages of the corpus DAG. Importing this package registers every stage in ``base.STAGES``."""
 from pipeline.stages.base import STAGES, Job, Stage, StageContext, register  # noqa: F401
 from pipeline.stages import download, format  # noqa: F401,E402  (registers download, format)
-from pipeline.stages import filter, dedup, tokenizer, shard, manifest  # noqa: F401,E402  (corpus builder 2)
+from pipeline.stages import filter, dedup, tokenizer, shard, manifest  # noqa: F401,E402

@@ -1,4 +1,4 @@
-"""The plug-in interface between the DAG runner (``pipeline/dag.py``) and its stages.
+"""The plug-in interface between the DAG runner (``pipeline.dag``) and its stages.
 
 A stage is a small class that says what it needs (``after``), where it writes (``output_dir``) and which
 datatrove pipelines (``jobs``) produce that output. The runner owns everything else: ordering the DAG,
@@ -110,6 +110,9 @@ class Stage(ABC):
     #: ``Options`` dataclass (unknown keys are errors that name the key); ``None`` if it takes none
     section: ClassVar[str | None] = None
     Options: ClassVar[type | None] = None
+    #: True when a rerun must keep the unit's files because its job brings them up to date in place (a hub
+    #: download resumes and fetches only what is missing); the runner then clears only the task markers
+    repairs_in_place: ClassVar[bool] = False
 
     def __init__(self, ctx: StageContext, source: str | None = None):
         if self.scope in ("source", "group") and source is None:
@@ -144,18 +147,56 @@ class Stage(ABC):
     def jobs(self) -> list[Job]:
         """The datatrove pipelines that produce this stage's output, in order."""
 
+    # -- hooks the runner calls; override them where the defaults do not fit -----------------------------
     def accounts(self) -> dict[str, StageAccount]:
         """Per source: what went in and what came out. Called after every job finished.
 
         The default reads the datatrove stats of the job marked ``counts``; a corpus stage (or one that
-        counts another way) overrides it. Must return one account per source the stage touched.
+        counts another way) overrides it. Must return one account per source the stage touched; a stage
+        that makes files rather than passing documents on (download, tokenizer) returns ``{}``.
         """
         job = next((j for j in self.jobs() if j.counts), None)
         if job is None:
             return {}
-        stats_dir = self.logs_dir(job.name) / "stats"
-        stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
-        return {self.source: from_datatrove_stats(self.name, stats)}
+        return {self.source: from_datatrove_stats(self.name, self.task_stats(job.name))}
+
+    def fingerprint_extra(self) -> Any:
+        """What the unit's output depends on besides the stage version, its sources' specs and overrides,
+        and the upstream units: hashed into the unit's fingerprint, so a change reruns the unit and what
+        depends on it. Default: the stage's parsed config table (``None`` for a stage without one). Override
+        it to leave out settings that do not change the output (retries, worker counts)."""
+        return self.options if self.section else None
+
+    def done_extra(self) -> dict[str, Any]:
+        """More keys for the unit's ``_DONE.json``, written after ``accounts()``. Default: none. It must not
+        rely on ``accounts()`` having run in the same process (the runner may call either alone)."""
+        return {}
+
+    def output_paths(self) -> list[Path]:
+        """Every folder or file this unit writes, its own folder first. The runner lists the files in them in
+        ``_DONE.json`` (name, size; sha256 of the small ones), checks them on every build and ``status``
+        (missing or changed files rerun the unit), and clears them before a rerun. Default: the unit's
+        folder, plus each member's folder for a group stage; a stage writing elsewhere adds those paths."""
+        paths = [self.output_dir]
+        if self.scope == "group":
+            paths += [self.ctx.dir(self.name, m) for m in self.members if self.ctx.dir(self.name, m) not in paths]
+        return paths
+
+    def preflight(self) -> str | None:
+        """A problem that must stop the whole build before any unit runs (an input folder that does not
+        exist), as one line naming the path and the fix; or ``None``. Default: ``None``."""
+        return None
+
+    def stale_reason(self) -> str | None:
+        """Called on a unit whose record, inputs and outputs all hold: why its outputs no longer stand for
+        what they were made from (a download whose mirror or hub listing changed), or ``None``. Default:
+        ``None``. It must be cheap: it runs on every build and ``status``."""
+        return None
+
+    def task_stats(self, job: str) -> list[dict]:
+        """The datatrove stats of every finished task of one of this stage's jobs, in rank order."""
+        stats_dir = self.logs_dir(job) / "stats"
+        return [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
 
 
 #: name → stage class; filled by ``@register``. The runner builds the DAG from this and the config.

@@ -23,11 +23,11 @@ logged with the cluster it fell into in ``<stage dir>/removed/<rank>.<exact|minh
 from __future__ import annotations
 
 import json
-import os
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import xxhash
@@ -35,10 +35,11 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                               MinhashDedupSignature)
+from jetmoe_core.io import atomic_path, write_text_atomic
 
 from pipeline.accounting import StageAccount, from_datatrove_stats
 from pipeline.stages.base import Job, Stage, register
-from pipeline.stages.filter import docs_reader, docs_writer, n_input_files
+from pipeline.stages.documents import docs_reader, docs_writer, n_input_files
 from pipeline.text import word_splitter
 
 
@@ -51,9 +52,14 @@ class DedupOptions:
     num_buckets: int = 14
     hashes_per_bucket: int = 8
     seed: int = 1
-    word_splitter: str = "regex"
+    word_splitter: Literal["regex", "spacy"] = "regex"
     language: str = "en"
     cross_source: bool = True
+
+    def validate(self) -> None:
+        for key in ("n_grams", "num_buckets", "hashes_per_bucket"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
     def minhash_config(self) -> MinhashConfig:
         return MinhashConfig(n_grams=self.n_grams, num_buckets=self.num_buckets,
@@ -70,11 +76,8 @@ def text_hash(text: str) -> int:
 
 
 def _save_array(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 def _load_hashes(folder: Path, ranks=None) -> list[np.ndarray]:
@@ -95,10 +98,7 @@ class _RemovedLog:
 
     def close(self) -> None:
         if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text("".join(line + "\n" for line in self.lines))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(line + "\n" for line in self.lines))
 
 
 class HashWriter(PipelineStep):
@@ -297,10 +297,11 @@ class CrossDedupStage(Stage):
                             tasks=n_input_files(src), counts=True))
         return jobs
 
+    def output_paths(self) -> list[Path]:
+        return [self.output_dir, *(self.ctx.dir("dedup_cross", s) for s in self.ctx.sources)]
+
     def accounts(self) -> dict[str, StageAccount]:
         out = {}
         for s in self.ctx.sources:
-            stats_dir = self.logs_dir(f"cross_{s}") / "stats"
-            stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
-            out[s] = from_datatrove_stats(self.name, stats)
+            out[s] = from_datatrove_stats(self.name, self.task_stats(f"cross_{s}"))
         return out

@@ -11,17 +11,28 @@ One instance per input group (the four pile_* sources share EleutherAI/pile and 
 
     [sources.refinedweb]
     stream = true                       # list only; format fetches one file at a time (see pipeline/hub.py)
+
+Every build and ``status`` lists the mirror or the hub again (names, sizes, mtimes or etags: no data is
+read) and compares it with ``files.json``: a file added, removed or replaced since reruns the download and
+everything that read it. A rerun keeps the files already downloaded (``repairs_in_place``): the snapshot
+fetches only what is missing, changed or cut short. With ``HF_HUB_OFFLINE=1`` the hub is not asked, and
+the files already downloaded are used as they are. A ``mirror_root`` that is missing, or lacks a repo the
+build reads, stops the build before it starts, in one line.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
 from pipeline import hub
-from pipeline.accounting import StageAccount, write_json_atomic
+from jetmoe_core.io import write_json_atomic
+
+from pipeline.accounting import StageAccount
 from pipeline.stages.base import Job, Stage, register
 
 
@@ -40,6 +51,8 @@ class DownloadOptions:
             raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.backoff_s < 0:
+            raise ValueError(f"backoff_s must be >= 0, got {self.backoff_s}")
 
 
 class DownloadStep(PipelineStep):
@@ -99,6 +112,7 @@ class DownloadStage(Stage):
     scope = "group"
     section = "download"
     Options = DownloadOptions
+    repairs_in_place = True
 
     def spec(self):
         """The group's repo: every member must agree on it (they read the same files)."""
@@ -125,13 +139,8 @@ class DownloadStage(Stage):
 
     def jobs(self) -> list[Job]:
         spec = self.spec()
-        patterns: list[str] = []
-        for m in self.members:  # a group reads the union of its members' files
-            for p in self.ctx.specs[m].allow_patterns:
-                if p not in patterns:
-                    patterns.append(p)
         step = DownloadStep(repo_id=spec.repo_id, repo_type=spec.repo_type, revision=spec.revision,
-                            allow_patterns=patterns, out_dir=str(self.output_dir), mode=self.mode,
+                            allow_patterns=self._patterns(), out_dir=str(self.output_dir), mode=self.mode,
                             options=self.options or DownloadOptions())
         return [Job("download", [step], tasks=1)]
 
@@ -143,3 +152,61 @@ class DownloadStage(Stage):
 
     def accounts(self) -> dict[str, StageAccount]:
         return {}  # files, not documents: the accounting chain starts at format
+
+    def done_extra(self) -> dict:
+        # the listing's hash in the record: a changed listing changes the record, so what read it reruns
+        return {"listing_sha256": hashlib.sha256(self.listing.read_bytes()).hexdigest()}
+
+    def preflight(self) -> str | None:
+        """A mirror_root that is not there, or lacks repos of this build, in one line (the same line from
+        every group, so the runner prints it once)."""
+        opts = self.options or DownloadOptions()
+        if self.mode != "mirror":
+            return None
+        root = Path(opts.mirror_root)
+        where = f"[download] mirror_root = {opts.mirror_root!r}"
+        if self.ctx.config is not None:
+            where += f" in {self.ctx.config.path}"
+        if not root.is_dir():
+            return (f"{where}: no such folder {root.absolute()}; point mirror_root at a folder laid out as "
+                    f"<mirror_root>/<repo_id>/<path in repo> (relative paths start at {Path.cwd()}), or remove "
+                    f"it to download from the hub")
+        repos = sorted({self.ctx.specs[ms[0]].repo_id for ms in self.ctx.groups.values()})
+        missing = [r for r in repos if not (root / r).is_dir()]
+        if missing:
+            return (f"{where}: {root.absolute()} lacks {len(missing)} of the {len(repos)} repos this build reads "
+                    f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); put each one's files under "
+                    f"<mirror_root>/<repo_id>/, or select fewer sources in [corpus] sources")
+        return None
+
+    def stale_reason(self) -> str | None:
+        """The mirror or the hub listed again and compared with files.json."""
+        import json
+
+        listing = json.loads(self.listing.read_text())
+        opts = self.options or DownloadOptions()
+        spec = self.spec()
+        patterns = self._patterns()
+        if listing.get("mode") == "mirror":
+            now = hub.list_mirror(opts.mirror_root, spec.repo_id, patterns)
+        elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            return None  # offline on purpose: use the files already downloaded
+        else:
+            try:
+                commit = hub.resolve_commit(spec.repo_id, spec.repo_type, spec.revision, endpoint=opts.endpoint,
+                                            retries=min(opts.retries, 1), backoff_s=opts.backoff_s)
+                now = hub.remote_listing(spec.repo_id, spec.repo_type, commit, patterns, endpoint=opts.endpoint,
+                                         retries=min(opts.retries, 1), backoff_s=opts.backoff_s)
+            except hub.DownloadError as e:
+                raise hub.DownloadError(f"{e} (checking whether the files downloaded earlier are still the "
+                                        f"hub's; set HF_HUB_OFFLINE=1 to build from them as they are)") from None
+        changes = hub.listing_changes(listing["files"], now)
+        return f"listing changed: {changes}" if changes else None
+
+    def _patterns(self) -> list[str]:
+        patterns: list[str] = []
+        for m in self.members:  # a group reads the union of its members' files
+            for p in self.ctx.specs[m].allow_patterns:
+                if p not in patterns:
+                    patterns.append(p)
+        return patterns

@@ -20,7 +20,6 @@ manifest's accounting): datatrove's own reasons for its filters (``gopher_short_
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import re
 from collections import Counter
@@ -32,28 +31,13 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
                                         GopherRepetitionFilter, LanguageFilter)
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.pipeline.readers import JsonlReader
-from datatrove.pipeline.writers import JsonlWriter
+from jetmoe_core.config import from_table
 
-from pipeline.stages import base
 from pipeline.stages.base import Job, Stage, register
+from pipeline.stages.documents import docs_reader, docs_writer, n_input_files
 from pipeline.text import word_splitter
 
 FAMILIES = ("web", "code", "chat")
-
-
-def _from_table(cls, table: Any, where: str):
-    """Build dataclass ``cls`` from a TOML table, naming any unknown key (the config loader may hand us a
-    plain dict for a nested table)."""
-    if isinstance(table, cls):
-        return table
-    if not isinstance(table, dict):
-        raise ValueError(f"[{where}] must be a table, got {type(table).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"[{where}] unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**table)
 
 
 def _check_kwargs(step_cls, kwargs: Any, where: str) -> dict | None:
@@ -144,13 +128,33 @@ class FilterOptions:
     langid: LangIdOptions = field(default_factory=LangIdOptions)
 
     def __post_init__(self):
-        self.web = _from_table(WebFilters, self.web, "filters.web")
-        self.code = _from_table(CodeFilters, self.code, "filters.code")
-        self.chat = _from_table(ChatFilters, self.chat, "filters.chat")
-        self.langid = _from_table(LangIdOptions, self.langid or {}, "filters.langid")
+        # a FilterOptions made in code may hold plain dicts for its nested tables (the config loader types them)
+        self.web = from_table(WebFilters, self.web, source="FilterOptions", where="filters.web")
+        self.code = from_table(CodeFilters, self.code, source="FilterOptions", where="filters.code")
+        self.chat = from_table(ChatFilters, self.chat, source="FilterOptions", where="filters.chat")
+        self.langid = from_table(LangIdOptions, self.langid or {}, source="FilterOptions", where="filters.langid")
         for src, fam in self.families.items():
             if fam not in FAMILIES:
                 raise ValueError(f"[filters.families] {src} = {fam!r}: use one of {FAMILIES}")
+
+    def validate(self) -> None:
+        """Checks the config loader runs when the file is read, so that a bad value never waits for the
+        filter stage to start."""
+        if self.web.word_splitter not in ("regex", "spacy"):
+            raise ValueError(f"[filters.web] word_splitter = {self.web.word_splitter!r}: use \"regex\" or \"spacy\"")
+        for key, cls in (("gopher_quality", GopherQualityFilter), ("gopher_repetition", FastGopherRepetitionFilter),
+                         ("c4", C4QualityFilter), ("fineweb", FineWebQualityFilter)):
+            _check_kwargs(cls, getattr(self.web, key), f"filters.web.{key}")
+        for i, pattern in enumerate(self.chat.broken_patterns):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"[filters.chat] broken_patterns[{i}] = {pattern!r} is not a regex: {e}") from None
+        if not 0 <= self.langid.threshold <= 1:
+            raise ValueError(f"[filters.langid] threshold must be in [0, 1], got {self.langid.threshold}")
+        for fam in self.langid.families:
+            if fam not in FAMILIES:
+                raise ValueError(f"[filters.langid] families lists {fam!r}: use some of {FAMILIES}")
 
 
 class EmptyFilter(BaseFilter):
@@ -346,36 +350,8 @@ def source_family(source: str, opts: FilterOptions, specs: dict | None = None) -
         return opts.families[source]
     if specs and source in specs:
         return specs[source].family
-    from pipeline.sources import get_source  # a teammate's module: imported late so tests need not load it
+    from pipeline.sources import get_source  # imported late: the source catalog is not needed to run a filter
     return get_source(source).family
-
-
-# --- reading and writing documents between stages (shared by this package's stages) ----------------------
-
-class DocsReader(JsonlReader):
-    """datatrove's JsonlReader, except that an input folder with no files is an empty input, not an error: a
-    source whose every document was dropped upstream must flow on with zero documents."""
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
-        if not self.data_folder.list_files(glob_pattern=self.glob_pattern, recursive=self.recursive):
-            return
-        yield from super().run(data, rank, world_size)
-
-
-def docs_reader(folder: Path) -> JsonlReader:
-    # add_file_path would store absolute paths in metadata: outputs must not depend on where the tree lives
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return DocsReader(str(folder), glob_pattern="*.jsonl.gz", recursive=False, add_file_path=False)
-
-
-def docs_writer(folder: Path) -> JsonlWriter:
-    # base.GZIP: gzip without the write time in its header, so the same input gives the same bytes
-    return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz", compression=getattr(base, "GZIP", "gzip"))
-
-
-def n_input_files(folder: Path) -> int:
-    """One task per input file (the previous stage wrote one per task); 1 before the input exists."""
-    return max(1, len(list(Path(folder).glob("*.jsonl.gz"))))
 
 
 @register
@@ -390,13 +366,13 @@ class FilterStage(Stage):
     def __init__(self, ctx, source=None):
         super().__init__(ctx, source)
         opts = self.options or FilterOptions()
-        fam = source_family(self.source, opts, getattr(self.ctx, "specs", None))
+        fam = source_family(self.source, opts, self.ctx.specs)
         # the family's rule-set name is part of the version: changing rules reruns the stage
         self.version = f"{type(self).version}+{getattr(opts, fam).name}"
 
     def jobs(self) -> list[Job]:
         opts = self.options or FilterOptions()
-        steps = family_filters(source_family(self.source, opts, getattr(self.ctx, "specs", None)), opts)
+        steps = family_filters(source_family(self.source, opts, self.ctx.specs), opts)
         src = self.input_dir("format")
         return [Job("filter", [docs_reader(src), *steps, docs_writer(self.output_dir)],
                     tasks=n_input_files(src), counts=True)]

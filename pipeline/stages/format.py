@@ -8,19 +8,23 @@ i mod tasks, files sorted by path, so the split is the same every run). Outputs:
     work/<corpus>/<group>/format/_logs/format/               datatrove logs, stats, completion markers
 
 A bad record is rejected with a reason and the file goes on; a corrupt file (``CorruptFileError`` or any
-error while reading it) fails its task with the file's name, and the runner lets the other tasks finish.
-Config::
+error while reading it) fails its task with the file's name and what to do, which depends on where the file
+came from (replace it in the mirror; delete the downloaded copy so that the next build fetches it again), and
+the runner lets the other tasks finish. A file that cannot be read at all (it vanished, a disk error) is an
+I/O fault: the build stops with exit status 2. Control characters in a document are handled by the policy
+of its source's family (``pipeline.stages.control_chars``). Config::
 
     [format]
     tasks = 1              # ranks per input group ([sources.<name>] tasks overrides)
     scratch_dir = ""       # where streamed files are fetched one at a time; default <work_dir>/_scratch
+    control_chars = {web = "strip", code = "strip", chat = "strip"}   # or "reject" / "keep", per family
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +34,15 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from pipeline import hub
 from pipeline.accounting import AccountingError, StageAccount, from_datatrove_stats
+from pipeline.stages import control_chars
 from pipeline.stages.base import GZIP, Job, Stage, register
+from pipeline.stages.control_chars import ControlChars
 
 DOCS_FILE = "${source}/format/${rank}.jsonl.gz"
 REJECTS_FILE = "${source}/format/_rejects/${rank}.jsonl.gz"
 #: per-member counters in the reader step's stats; the "rejected_<reason>" / "dropped_<reason>" counters
 #: next to them are the group totals that ``from_datatrove_stats`` reads
-IN, REJ = "member_in:", "member_rejected:"
+IN, REJ, NORM = "member_in:", "member_rejected:", "member_normalised:"
 
 
 @dataclass
@@ -45,6 +51,8 @@ class FormatOptions:
     """Ranks per input group; [sources.<name>] tasks overrides it for that source's group."""
     scratch_dir: str | None = None
     """Where streamed (hf://) files are fetched one at a time; default <work_dir>/_scratch."""
+    control_chars: ControlChars = field(default_factory=ControlChars)
+    """What happens to control characters, per source family: "strip", "reject" or "keep"."""
 
     def validate(self) -> None:
         if self.tasks < 1:
@@ -53,6 +61,19 @@ class FormatOptions:
 
 class FormatFailure(RuntimeError):
     """A file of the group could not be read; the message names it."""
+
+
+def corrupt_file_advice(listing: dict, relpath: str) -> str:
+    """What to do about a corrupt input file, by where it came from (files.json's ``mode``)."""
+    mode = listing.get("mode")
+    if mode == "mirror":
+        return (f"replace it in the mirror (e.g. huggingface-cli download {listing.get('repo_id')} {relpath} "
+                f"--repo-type {listing.get('repo_type', 'dataset')} --local-dir {listing.get('root')}) and run the "
+                f"build again: the replaced file is noticed and read again")
+    if mode == "hub":
+        return "delete it and run the build again: the download fetches it again"
+    return ("run the build again, which fetches it again; if it fails the same way, the hub's copy is bad: leave "
+            "it out with [sources.<name>] allow_patterns")
 
 
 def _reject_adapter(self, doc: Document) -> dict:
@@ -68,8 +89,11 @@ class FormatReader(PipelineStep):
 
     def __init__(self, *, group: str, listing: str, reader: Any, members: list[str], all_members: list[str],
                  template: Any, work_dir: str, scratch_dir: str, endpoint: str | None = None, retries: int = 5,
-                 backoff_s: float = 2.0):
+                 backoff_s: float = 2.0, families: dict[str, str] | None = None,
+                 control: ControlChars | None = None):
         super().__init__()
+        self.families = dict(families or {})
+        self.control = control or ControlChars()
         self.group = group
         self.listing = listing
         self.reader = reader
@@ -84,6 +108,7 @@ class FormatReader(PipelineStep):
         from pipeline.sources import Rejected
 
         listing = json.loads(Path(self.listing).read_text())
+        self._listing = listing
         files = listing["files"][rank::world_size]
         rejects = JsonlWriter(self.work_dir, output_filename=REJECTS_FILE, compression=GZIP,
                               adapter=_reject_adapter)
@@ -108,14 +133,8 @@ class FormatReader(PipelineStep):
                 n += 1
                 self.stat_update("total")
                 if isinstance(item, Rejected):
-                    src = item.source if item.source in self.members else self.group
-                    self.stat_update(f"rejected_{item.reason}")
-                    if item.source in self.members:
-                        self.stat_update(IN + item.source, f"{REJ}{item.source}:{item.reason}")
-                    doc = Document(text=item.raw or "", id=f"{relpath}#reject{n}",
-                                   metadata={"source": src, "reason": item.reason, "detail": item.detail,
-                                             "file": relpath})
-                    rejects.write(doc, rank)
+                    self._reject(rejects, rank, item.source, item.reason, item.detail, item.raw,
+                                 f"{relpath}#reject{n}", relpath)
                     continue
                 src = item.metadata.get("source")
                 if src not in self.all_members:
@@ -125,21 +144,55 @@ class FormatReader(PipelineStep):
                 if src not in self.members:
                     self.stat_update("dropped_source_not_selected")
                     continue
+                family = self.families.get(src, "web")
+                verdict, text = control_chars.apply(item.text, getattr(self.control, family))
+                if verdict == "rejected":
+                    self._reject(rejects, rank, src, control_chars.REASON,
+                                 f"{relpath}: document {item.id}: {control_chars.describe(item.text)} "
+                                 f"([format.control_chars] {family} = \"{getattr(self.control, family)}\")",
+                                 item.text, f"{relpath}#reject{n}", relpath)
+                    continue
                 self.stat_update(IN + src)
+                if verdict == "stripped":
+                    item.text = text
+                    self.stat_update(f"normalised_{control_chars.REASON}", f"{NORM}{src}:{control_chars.REASON}")
                 self.update_doc_stats(item)
                 yield item
         except FormatFailure:
             raise
+        except OSError as e:
+            from pipeline.sources.records import CorruptFileError
+
+            if isinstance(e, CorruptFileError) or e.errno is None:  # a decoder's verdict on the bytes
+                raise self._corrupt(e, path, relpath) from e
+            raise  # the disk's fault, not the file's: the runner explains it and stops the build
         except Exception as e:
-            # CorruptFileError already names the file; anything else (a decoder bug, a disk error) gets it
-            msg = str(e) if type(e).__name__ == "CorruptFileError" else f"{path}: {type(e).__name__}: {e}"
-            raise FormatFailure(f"format of {self.group}: {msg}") from e
+            raise self._corrupt(e, path, relpath) from e
+
+    def _corrupt(self, e: Exception, path: str, relpath: str) -> FormatFailure:
+        from pipeline.sources.records import CorruptFileError
+
+        advice = corrupt_file_advice(getattr(self, "_listing", {}), relpath)
+        if isinstance(e, CorruptFileError):
+            return FormatFailure(f"format of {self.group}: {e.path}: {e.problem}. The file is corrupt or "
+                                 f"incomplete: {advice}")
+        # anything else while reading (a decoder bug) gets the file's name
+        return FormatFailure(f"format of {self.group}: {path}: {type(e).__name__}: {e}")
+
+    def _reject(self, rejects: JsonlWriter, rank: int, source: str, reason: str, detail: str, raw: str | None,
+                doc_id: str, relpath: str) -> None:
+        src = source if source in self.members else self.group
+        self.stat_update(f"rejected_{reason}")
+        if source in self.members:
+            self.stat_update(IN + source, f"{REJ}{source}:{reason}")
+        rejects.write(Document(text=raw or "", id=doc_id, metadata={"source": src, "reason": reason,
+                                                                    "detail": detail, "file": relpath}), rank)
 
 
 @register
 class FormatStage(Stage):
     name = "format"
-    version = "v1"
+    version = "v2"  # v2: control characters handled by a policy per family
     after = ("download",)
     scope = "group"
     section = "format"
@@ -170,17 +223,22 @@ class FormatStage(Stage):
         step = FormatReader(group=self.source, listing=str(self.input_dir("download") / hub.LISTING),
                             reader=reader, members=members, all_members=all_members, template=template,
                             work_dir=str(self.ctx.work_dir), scratch_dir=scratch, endpoint=dl.endpoint,
-                            retries=dl.retries, backoff_s=dl.backoff_s)
+                            retries=dl.retries, backoff_s=dl.backoff_s,
+                            families={m: specs[m].family for m in members}, control=opts.control_chars)
         writer = JsonlWriter(str(self.ctx.work_dir), output_filename=DOCS_FILE, compression=GZIP)
         return [Job("format", [step, writer], tasks=self.tasks, counts=True)]
 
     def input_dir(self, stage: str, source: str | None = None) -> Path:
         return self.ctx.dir(stage, source if source is not None else self.source)
 
+    def group_account(self) -> StageAccount:
+        """Every record of the group's files: those of selected members, of members this build does not
+        select (dropped: source_not_selected) and bad records no member can claim."""
+        return from_datatrove_stats(self.name, self.task_stats("format")).check(f"format/{self.source}")
+
     def accounts(self) -> dict[str, StageAccount]:
-        stats_dir = self.logs_dir("format") / "stats"
-        stats = [json.loads(p.read_text()) for p in sorted(stats_dir.glob("*.json"))]
-        group = from_datatrove_stats(self.name, stats).check(f"format/{self.source}")
+        stats = self.task_stats("format")
+        self.group_account()  # the group as a whole balances too
         counters: Counter = Counter()
         written: Counter = Counter()
         for task in stats:
@@ -196,20 +254,21 @@ class FormatStage(Stage):
             for key, n in counters.items():
                 if key.startswith(f"{REJ}{m}:"):
                     acc.reject(key.split(":", 2)[2], n)
+                elif key.startswith(f"{NORM}{m}:"):
+                    acc.normalise(key.split(":", 2)[2], n)
             acc.docs_out = acc.docs_in - sum(acc.rejected.values())
             if acc.docs_out != written[m]:
                 raise AccountingError(f"format/{m}: {acc.docs_out} documents read but {written[m]} written")
             out[m] = acc.check(f"format/{m}")
-        self._group_account = group
         return out
 
     def fingerprint_extra(self) -> dict[str, Any]:
         # the documents depend on the file split and the chat rendering, not on where streamed files wait
         cfg = self.ctx.config
-        return {"tasks": self.tasks, "chat_template": cfg.chat_template if cfg is not None else None}
+        opts = self.options or FormatOptions()
+        return {"tasks": self.tasks, "chat_template": cfg.chat_template if cfg is not None else None,
+                "control_chars": opts.control_chars}
 
     def done_extra(self) -> dict[str, Any]:
-        """Written into the group's _DONE.json: every record of the shared files, including those routed
-        to group members this build does not select and bad records no member can claim."""
-        acc = getattr(self, "_group_account", None)
-        return {"group": {"name": self.source, "account": acc.to_dict()}} if acc is not None else {}
+        """Written into the group's _DONE.json: the account of every record of its files."""
+        return {"group": {"name": self.source, "account": self.group_account().to_dict()}}

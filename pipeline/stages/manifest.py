@@ -3,7 +3,8 @@
 The manifest lists every part of every source and split with its document and token counts, byte size and
 sha256, the tokenizer (path, sha256, vocab size, bos/eos ids), the dtype, the config's sha256, and per source
 the accounting chain: every stage's record (docs in, out, dropped and rejected by reason) from the first
-stage to the shards, read from each stage's ``_DONE.json`` in DAG order. It checks that chain before writing:
+stage to the shards, read from each stage's ``_DONE.json`` in DAG order through ``pipeline.dag.records`` (the
+reader the runner's summary uses, so the two cannot disagree). It checks that chain before writing:
 each stage balances, each stage's input is the previous one's output, and the last output equals the
 documents in the shards. The JSON has sorted keys and no timestamps, so the same build gives the same bytes.
 """
@@ -16,60 +17,32 @@ from pathlib import Path
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer
 
-from pipeline.accounting import AccountingError, StageAccount, check_chain, write_json_atomic
+from jetmoe_core import shards as contract
+from jetmoe_core.io import sha256_file, write_json_atomic
+
+from pipeline.accounting import AccountingError, StageAccount, check_chain
+from pipeline.dag.records import source_accounts
 from pipeline.stages.base import STAGES, Job, Stage, register
-from pipeline.stages.shard import sha256_file, token_dtype
 from pipeline.stages.tokenizer import copy_tokenizer
-
-DONE = "_DONE.json"
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def dag_order(names: list[str]) -> list[str]:
-    """Topological order of the configured stages, ties in config order (as the runner orders them)."""
-    done: list[str] = []
-    pending = list(names)
-    while pending:
-        ready = [n for n in pending if all(d in done or d not in pending for d in getattr(STAGES.get(n), "after", ()))]
-        if not ready:
-            raise ValueError(f"stages {pending} depend on each other in a cycle")
-        done.append(ready[0])
-        pending.remove(ready[0])
-    return done
-
-
-def stage_account(ctx, stage: str, source: str) -> dict | None:
-    """The source's record in ``stage``'s ``_DONE.json``: per-source, per-group or corpus folder."""
-    groups = [g for g, ms in (getattr(ctx, "groups", None) or {}).items() if source in ms]
-    for folder in [ctx.dir(stage, source), *(ctx.dir(stage, g) for g in groups), ctx.dir(stage)]:
-        done = _read(folder / DONE)
-        if done and source in (done.get("accounts") or {}):
-            return done["accounts"][source]
-    return None
 
 
 def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer_stage: str = "tokenizer",
-                   config_sha256: str = "", eos_token: str = "</s>", bos_token: str = "<s>") -> dict:
+                   config_sha256: str = "", eos_token: str = "</s>", bos_token: str = "<s>",
+                   config_overrides: list[str] | None = None) -> dict:
     root = Path(ctx.shards_dir)
-    tok_src = ctx.dir(tokenizer_stage) / "tokenizer.json"
+    tok_src = ctx.dir(tokenizer_stage) / contract.TOKENIZER
     if not tok_src.is_file():
         raise FileNotFoundError(f"{tok_src}: no tokenizer; the tokenizer stage has not run")
-    copy_tokenizer(tok_src, root / "tokenizer.json")
-    tok = Tokenizer.from_file(str(root / "tokenizer.json"))
+    copy_tokenizer(tok_src, root / contract.TOKENIZER)
+    tok = Tokenizer.from_file(str(root / contract.TOKENIZER))
     vocab = tok.get_vocab_size(with_added_tokens=True)
-    np_t, _ = token_dtype(vocab)
-    man = {"corpus": ctx.corpus, "config_sha256": config_sha256, "format": "jetmoe-shard-v1",
-           "dtype": np_t.__name__,
-           "tokenizer": {"path": "tokenizer.json", "sha256": sha256_file(root / "tokenizer.json"),
+    man = {"corpus": ctx.corpus, "config_sha256": config_sha256, "format": contract.FORMAT,
+           "dtype": contract.dtype_name(vocab),
+           "tokenizer": {"path": contract.TOKENIZER, "sha256": sha256_file(root / contract.TOKENIZER),
                          "vocab_size": vocab, "bos_id": tok.token_to_id(bos_token), "eos_id": tok.token_to_id(eos_token)},
            "sources": {}}
-    order = dag_order(stages)
+    if config_overrides:  # the --section.key=value overrides the build ran with, beside the file's sha256
+        man["config_overrides"] = list(config_overrides)
     for source in ctx.sources:
         splits = {"train": {"n_docs": 0, "n_tokens": 0, "parts": []}, "val": {"n_docs": 0, "n_tokens": 0, "parts": []}}
         parts_dir = ctx.dir(shard_stage, source) / "_parts"
@@ -86,8 +59,7 @@ def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer
                     splits[split]["parts"].append(p)
                     splits[split]["n_docs"] += p["n_docs"]
                     splits[split]["n_tokens"] += p["n_tokens"]
-        chain = [a for a in (stage_account(ctx, s, source) for s in order) if a is not None]
-        accs = [StageAccount.from_dict(a) for a in chain]
+        accs = [StageAccount.from_dict(a) for a in source_accounts(ctx, stages, source)]
         check_chain(accs, source)
         n_docs = splits["train"]["n_docs"] + splits["val"]["n_docs"]
         if not accs or accs[-1].docs_out != n_docs:
@@ -105,15 +77,17 @@ class WriteManifest(PipelineStep):
     type = "💽 - WRITER"
     name = "📜 manifest"
 
-    def __init__(self, ctx, stages: list[str], config_sha256: str, eos_token: str, bos_token: str):
+    def __init__(self, ctx, stages: list[str], config_sha256: str, eos_token: str, bos_token: str,
+                 config_overrides: list[str] | None = None):
         super().__init__()
         self.ctx, self.stages, self.config_sha256 = ctx, stages, config_sha256
-        self.eos_token, self.bos_token = eos_token, bos_token
+        self.eos_token, self.bos_token, self.config_overrides = eos_token, bos_token, config_overrides
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         man = build_manifest(self.ctx, self.stages, config_sha256=self.config_sha256,
-                             eos_token=self.eos_token, bos_token=self.bos_token)
-        write_manifest(Path(self.ctx.shards_dir) / "manifest.json", man)
+                             eos_token=self.eos_token, bos_token=self.bos_token,
+                             config_overrides=self.config_overrides)
+        write_manifest(Path(self.ctx.shards_dir) / contract.MANIFEST, man)
         return
         yield
 
@@ -130,7 +104,17 @@ class ManifestStage(Stage):
         stages = list(getattr(getattr(cfg, "corpus", None), "stages", None) or STAGES)
         tok = self.ctx.options.get("tokenizer")
         return [Job("manifest", [WriteManifest(self.ctx, stages, getattr(cfg, "sha256", ""),
-                                               getattr(tok, "eos_token", "</s>"), getattr(tok, "bos_token", "<s>"))])]
+                                               getattr(tok, "eos_token", "</s>"), getattr(tok, "bos_token", "<s>"),
+                                               getattr(cfg, "cli_overrides", None))])]
+
+    def fingerprint_extra(self) -> dict:
+        # the manifest records the config's sha256 and overrides: a changed config rewrites it
+        cfg = self.ctx.config
+        return {"config_sha256": getattr(cfg, "sha256", ""), "overrides": getattr(cfg, "cli_overrides", None)}
+
+    def output_paths(self) -> list[Path]:
+        root = Path(self.ctx.shards_dir)
+        return [self.output_dir, root / contract.MANIFEST, root / contract.TOKENIZER]
 
     def accounts(self):
         return {}

@@ -8,17 +8,15 @@ Config (``[shards]``)::
     batch_size = 256           # documents per encode_batch call (tokenizers runs a batch on all threads)
 
 Output: ``shards/<corpus>/<source>/{train,val}/part-RRRRR-KKKKK.arrow`` (rank R of the task, part K of the
-rank): Arrow IPC *file* format, uncompressed, one row per document with ``input_ids`` (``list<uint16>`` up to
-65,536 tokens of vocabulary, else ``list<uint32>``: the document's tokens then EOS), ``doc_id`` and
-``n_tokens``; the schema metadata carries the tokenizer sha256, vocab size, eos/bos ids and dtype. Every part
-is written to a temp file and renamed into place; each task lists its parts in
-``work/<corpus>/<source>/shard/_parts/<rank>.json`` for the manifest.
+rank), written to the shard contract of ``jetmoe_core.shards`` (its names, schema, metadata, format version
+and dtype rule): Arrow IPC *file* format, uncompressed, one row per document with ``input_ids`` (the
+document's tokens then EOS), ``doc_id`` and ``n_tokens``. Every part is written to a temp file and renamed
+into place; each task lists its parts in ``work/<corpus>/<source>/shard/_parts/<rank>.json`` for the manifest.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -30,12 +28,11 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 from tokenizers import Tokenizer
 
-from pipeline.accounting import write_json_atomic
+from jetmoe_core import shards as contract
+from jetmoe_core.io import atomic_path, sha256_file, write_json_atomic
+
 from pipeline.stages.base import Job, Stage, register
-from pipeline.stages.filter import docs_reader, n_input_files
-
-SHARD_FORMAT = "jetmoe-shard-v1"
-
+from pipeline.stages.documents import docs_reader, n_input_files
 
 @dataclass
 class ShardOptions:
@@ -49,31 +46,15 @@ class ShardOptions:
     def __post_init__(self):
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction = {self.val_fraction}: must be in [0, 1)")
-        if self.max_part_mib <= 0 or self.batch_size < 1:
-            raise ValueError("max_part_mib must be > 0 and batch_size >= 1")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        if not self.max_part_mib > 0:
+            raise ValueError(f"max_part_mib must be > 0, got {self.max_part_mib}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 def is_val(text: str, val_fraction: float) -> bool:
     """Deterministic split by document hash: the same text always lands in the same split."""
     return xxhash.xxh3_64_intdigest(text.encode("utf-8")) % 1_000_000 < int(round(val_fraction * 1_000_000))
-
-
-def token_dtype(vocab_size: int):
-    return (np.uint16, pa.uint16()) if vocab_size <= 65536 else (np.uint32, pa.uint32())
-
-
-def shard_schema(vocab_size: int, meta: dict[str, str]) -> pa.Schema:
-    _, pa_t = token_dtype(vocab_size)
-    return pa.schema([("input_ids", pa.list_(pa_t)), ("doc_id", pa.string()), ("n_tokens", pa.uint32())],
-                     metadata={k: str(v) for k, v in sorted(meta.items())})
 
 
 def encode_batch(tok: Tokenizer, texts: list[str], eos_id: int, np_t) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +80,7 @@ class _PartWriter:
     def __init__(self, folder: Path, rank: int, schema: pa.Schema, max_bytes: int, rel_root: Path):
         self.folder, self.rank, self.schema, self.max_bytes, self.rel_root = folder, rank, schema, max_bytes, rel_root
         self.parts: list[dict] = []
-        self._writer = self._sink = self._tmp = None
+        self._writer = self._sink = self._tmp = self._commit = None
         self._docs = self._tokens = 0
         folder.mkdir(parents=True, exist_ok=True)
         # a killed earlier run of this rank may have left parts and temp files: this run rewrites them all
@@ -108,17 +89,18 @@ class _PartWriter:
 
     @property
     def _name(self) -> str:
-        return f"part-{self.rank:05d}-{len(self.parts):05d}.arrow"
+        return contract.part_name(self.rank, len(self.parts))
 
     def write(self, batch: pa.RecordBatch, n_tokens: int) -> None:
         if self._writer is None:
-            self._tmp = self.folder / f".{self._name}.{os.getpid()}.tmp"
+            self._commit = ExitStack()  # closing it fsyncs the temp file and renames it into place
+            self._tmp = self._commit.enter_context(atomic_path(self.folder / self._name))
             self._sink = pa.OSFile(str(self._tmp), "wb")
             self._writer = pa.ipc.new_file(self._sink, self.schema)  # uncompressed: memory-maps zero-copy
         self._writer.write_batch(batch)
         self._docs += batch.num_rows
         self._tokens += n_tokens
-        if self._tokens * self.schema.field("input_ids").type.value_type.byte_width >= self.max_bytes:
+        if self._tokens * self.schema.field(contract.INPUT_IDS).type.value_type.byte_width >= self.max_bytes:
             self.close_part()
 
     def close_part(self) -> None:
@@ -126,13 +108,11 @@ class _PartWriter:
             return
         self._writer.close()
         self._sink.close()
-        with open(self._tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        self._commit.close()
         final = self.folder / self._name
-        os.replace(self._tmp, final)
         self.parts.append({"path": str(final.relative_to(self.rel_root)), "n_docs": self._docs,
                            "n_tokens": self._tokens, "bytes": final.stat().st_size, "sha256": sha256_file(final)})
-        self._writer = self._sink = self._tmp = None
+        self._writer = self._sink = self._tmp = self._commit = None
         self._docs = self._tokens = 0
 
 
@@ -156,14 +136,15 @@ class ShardWriter(PipelineStep):
         vocab, eos = tok.get_vocab_size(with_added_tokens=True), tok.token_to_id(self.eos_token)
         if eos is None:
             raise ValueError(f"{tok_path}: has no eos token {self.eos_token!r}")
-        np_t, pa_t = token_dtype(vocab)
-        meta = {"format": SHARD_FORMAT, "tokenizer_sha256": sha256_file(tok_path), "vocab_size": vocab,
-                "eos_id": eos, "bos_id": tok.token_to_id(self.bos_token), "dtype": np.dtype(np_t).name,
-                "source": self.source}
+        np_t, pa_t = contract.token_dtype(vocab)
+        tok_sha, bos = sha256_file(tok_path), tok.token_to_id(self.bos_token)
         max_bytes = int(self.opts.max_part_mib * (1 << 20))
-        writers = {split: _PartWriter(self.shards_dir / self.source / split, rank,
-                                      shard_schema(vocab, {**meta, "split": split}), max_bytes, self.shards_dir)
-                   for split in ("train", "val")}
+        writers = {}
+        for split in contract.SPLITS:
+            meta = contract.part_metadata(tokenizer_sha256=tok_sha, vocab_size=vocab, eos_id=eos, bos_id=bos,
+                                          source=self.source, split=split)
+            writers[split] = _PartWriter(contract.split_dir(self.shards_dir, self.source, split), rank,
+                                         contract.shard_schema(vocab, meta), max_bytes, self.shards_dir)
         for batch in batched(data, self.opts.batch_size):
             with self.track_time(unit="batch"):
                 texts = [d.text for d in batch]
@@ -211,3 +192,6 @@ class ShardStage(Stage):
                            str(self.output_dir / "_parts"), o,
                            eos_token=getattr(tok_opts, "eos_token", "</s>"), bos_token=getattr(tok_opts, "bos_token", "<s>"))
         return [Job("shard", [docs_reader(src), step], tasks=n_input_files(src), counts=True)]
+
+    def output_paths(self) -> list[Path]:
+        return [self.output_dir, Path(self.ctx.shards_dir) / self.source]

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from pipeline.accounting import write_bytes_atomic
+from jetmoe_core.io import atomic_path, write_bytes_atomic
+
 from pipeline.stages.base import Job, Stage, register
 
 SPECIALS = ("<unk>", "<s>", "</s>")
@@ -41,7 +41,7 @@ SPECIALS = ("<unk>", "<s>", "</s>")
 @dataclass
 class TokenizerOptions:
     """The ``[tokenizer]`` table."""
-    kind: str = "train"
+    kind: Literal["train", "file", "hub"] = "train"
     vocab_size: int = 8192
     max_train_mb: float = 64.0
     min_frequency: int = 2
@@ -62,6 +62,13 @@ class TokenizerOptions:
             raise ValueError("kind = \"hub\" needs repo_id, e.g. \"jetmoe/jetmoe-8b\"")
         if self.kind == "train" and self.vocab_size < 256 + len(SPECIALS) + 1:
             raise ValueError(f"vocab_size = {self.vocab_size}: needs more than the 259 byte and special tokens")
+        if self.kind == "file" and not Path(self.path).expanduser().is_file():
+            raise ValueError(f"path = {self.path!r}: no such file (relative paths start at {Path.cwd()}); give "
+                             f"a tokenizer.json")
+        if not self.max_train_mb > 0:
+            raise ValueError(f"max_train_mb must be > 0, got {self.max_train_mb}")
+        if self.min_frequency < 1:
+            raise ValueError(f"min_frequency must be >= 1, got {self.min_frequency}")
 
 
 def new_bpe() -> Tokenizer:
@@ -164,7 +171,5 @@ class TokenizerStage(Stage):
 
 
 def copy_tokenizer(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)

@@ -14,13 +14,14 @@ __all__ = ["Corpus", "CorpusError", "PackedStream", "check_tokenizer", "Group", 
            "load_mixture", "parse_mixture", "Batch", "BlendedLoader", "LoaderStateError", "SourceSequences",
            "ValBatch", "ValLoader", "BlendSchedule", "PlanRow", "plan_mixture"]
 
-_LOADER = {"Batch", "BlendedLoader", "LoaderStateError", "SourceSequences", "ValBatch", "ValLoader"}
+_LAZY = {"Batch": "loader", "BlendedLoader": "loader", "LoaderStateError": "loader", "SourceSequences": "loader",
+         "ValBatch": "val", "ValLoader": "val"}
 
 
 def __getattr__(name: str):
-    # The loader needs torch; importing it lazily keeps `python -m trainer plan` quick to start.
-    if name in _LOADER:
-        from . import loader
+    # The loaders need torch; importing them lazily keeps `python -m trainer plan` quick to start.
+    if name in _LAZY:
+        import importlib
 
-        return getattr(loader, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

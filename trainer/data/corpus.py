@@ -4,8 +4,9 @@
     corpus = Corpus.open("shards/sample")
     corpus.sources, corpus.n_tokens("refinedweb"), corpus.vocab_size
 
-The trainer meets the corpus builder only through these files (docs/design.md, "The shard contract"), so this
-module reads the manifest and the parts itself and never imports `pipeline`.
+The trainer meets the corpus builder only through these files (docs/design.md, "The shard contract"), so
+this module reads the manifest and the parts itself and never imports `pipeline`; the names, columns,
+metadata keys and dtype rule it checks come from `jetmoe_core.shards`, the contract the builder writes by.
 
 Zero copy: a part is an uncompressed Arrow IPC file opened with `pa.memory_map`; the `input_ids` column's
 values buffer is the packed token stream, viewed as a numpy array without reading it. Only the per-document
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from trainer.fileio import sha256_file
-
-SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
-SPLITS = ("train", "val")
-_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+from jetmoe_core import shards
+from jetmoe_core.io import sha256_file
 
 
 class CorpusError(ValueError):
@@ -45,6 +42,7 @@ class Part:
     n_docs: int
     n_tokens: int
     sha256: str | None
+    bytes: int | None = None
 
 
 class Corpus:
@@ -54,7 +52,7 @@ class Corpus:
         self.root = root
         self.manifest = manifest
         self.fingerprint = hashlib.sha256(manifest_bytes).hexdigest()
-        mpath = root / "manifest.json"
+        mpath = root / shards.MANIFEST
 
         def need(obj, key, kind, where):
             if not isinstance(obj, dict) or key not in obj:
@@ -66,26 +64,32 @@ class Corpus:
                                   f"got {val!r}; rebuild the corpus")
             return val
 
+        fmt = manifest.get("format")
+        if fmt != shards.FORMAT:
+            raise CorpusError(f"{mpath}: format = {fmt!r}, but this trainer reads {shards.FORMAT!r}; rebuild the "
+                              f"corpus with this version of the corpus builder")
         self.name = need(manifest, "corpus", str, "")
         self.dtype = need(manifest, "dtype", str, "")
-        if self.dtype not in _DTYPES:
-            raise CorpusError(f"{mpath}: dtype {self.dtype!r} is not one of {sorted(_DTYPES)}; rebuild the corpus")
+        if self.dtype not in shards.DTYPES:
+            raise CorpusError(f"{mpath}: dtype {self.dtype!r} is not one of {sorted(shards.DTYPES)}; rebuild the "
+                              f"corpus")
         tok = need(manifest, "tokenizer", dict, "")
         self.tokenizer_path = root / need(tok, "path", str, "tokenizer.")
         self.tokenizer_sha256 = need(tok, "sha256", str, "tokenizer.")
         self.vocab_size = need(tok, "vocab_size", int, "tokenizer.")
         self.eos_id = need(tok, "eos_id", int, "tokenizer.")
         self.bos_id = tok.get("bos_id")
-        if self.dtype == "uint16" and self.vocab_size > 65536:
-            raise CorpusError(f"{mpath}: vocab_size {self.vocab_size} does not fit dtype uint16; rebuild the corpus")
+        if self.dtype != shards.dtype_name(self.vocab_size):
+            raise CorpusError(f"{mpath}: dtype {self.dtype} breaks the dtype rule for vocab_size {self.vocab_size} "
+                              f"({shards.dtype_name(self.vocab_size)}); rebuild the corpus")
         sources = need(manifest, "sources", dict, "")
         self._parts: dict[tuple[str, str], list[Part]] = {}
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}
         for src, entry in sources.items():
-            if not SOURCE_NAME.match(src):
+            if not shards.SOURCE_NAME.match(src):
                 raise CorpusError(f"{mpath}: source name {src!r} must match [a-z0-9_]+")
             splits = need(entry, "splits", dict, f"sources.{src}.")
-            for split in SPLITS:
+            for split in shards.SPLITS:
                 if split not in splits:
                     # A source may legitimately have no val split (too small); treat it as empty.
                     self._parts[(src, split)] = []
@@ -99,7 +103,7 @@ class Corpus:
                 for i, p in enumerate(need(sp, "parts", list, where)):
                     pw = f"{where}parts[{i}]."
                     parts.append(Part(need(p, "path", str, pw), need(p, "n_docs", int, pw),
-                                      need(p, "n_tokens", int, pw), p.get("sha256")))
+                                      need(p, "n_tokens", int, pw), p.get("sha256"), p.get("bytes")))
                 if sum(p.n_tokens for p in parts) != n_tokens or sum(p.n_docs for p in parts) != n_docs:
                     raise CorpusError(f"{mpath}: {where}n_tokens/n_docs ({n_tokens}/{n_docs}) differ from the sum "
                                       f"over its parts; the manifest is inconsistent: rebuild the corpus")
@@ -110,7 +114,7 @@ class Corpus:
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Corpus":
         root = Path(path)
-        mpath = root / "manifest.json"
+        mpath = root / shards.MANIFEST
         if not mpath.is_file():
             raise CorpusError(f"{mpath}: no manifest; build the corpus first (`make corpus`) or pass the folder "
                               f"that holds manifest.json")
@@ -127,8 +131,8 @@ class Corpus:
     def _check_source(self, source: str, split: str) -> None:
         if source not in self.sources:
             raise KeyError(f"corpus {self.root}: no source {source!r}; it has: {', '.join(self.sources)}")
-        if split not in SPLITS:
-            raise KeyError(f"split must be one of {SPLITS}, got {split!r}")
+        if split not in shards.SPLITS:
+            raise KeyError(f"split must be one of {shards.SPLITS}, got {split!r}")
 
     def n_tokens(self, source: str, split: str = "train") -> int:
         """Tokens of a source split, EOS included (from the manifest)."""
@@ -148,8 +152,40 @@ class Corpus:
         self._check_source(source, split)
         return PackedStream([self.root / p.path for p in self._parts[(source, split)]], self.dtype,
                             expect_docs=self.n_docs(source, split), expect_tokens=self.n_tokens(source, split),
-                            where=f"{self.root / 'manifest.json'} sources.{source}.splits.{split}",
+                            where=f"{self.root / shards.MANIFEST} sources.{source}.splits.{split}",
                             tokenizer_sha256=self.tokenizer_sha256)
+
+    def check_parts(self, parts: list[Part], mode: str = "sha256", threads: int = 8) -> list[str]:
+        """What is wrong with these parts against the manifest (empty when nothing is). mode "sha256" hashes
+        each part (`threads` at a time: hashlib releases the GIL, so reads and hashes overlap), "size"
+        compares file sizes only. Each problem names the file and the fix."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        fix = (f"the part changed after the build (edited, copied from another build, or damaged on disk): "
+               f"find every such part with `python -m pipeline verify {self.root}`, then rebuild the corpus "
+               f"(python -m pipeline build <its config>); data.verify = \"off\" trains on it unchecked")
+
+        def check(p: Part) -> str | None:
+            path = self.root / p.path
+            want = p.sha256 if mode == "sha256" else p.bytes
+            if want is None:
+                key = "sha256" if mode == "sha256" else "bytes"
+                return (f"{self.root / shards.MANIFEST}: part {p.path} has no {key} to check against; rebuild the "
+                        f"corpus, or set data.verify to a weaker check")
+            try:
+                if mode == "size":
+                    got = path.stat().st_size
+                    return None if got == want else f"{path}: {got} bytes, the manifest says {want}; {fix}"
+                got = sha256_file(path)
+            except FileNotFoundError:
+                return f"{path}: missing (listed in {self.root / shards.MANIFEST}); rebuild the corpus"
+            except OSError as e:
+                return f"{path}: cannot be read ({e.strerror}); check the file and the disk"
+            return None if got == want else (f"{path}: sha256 {got[:12]}… differs from the manifest's "
+                                             f"{want[:12]}…; {fix}")
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            return [msg for msg in pool.map(check, parts) if msg]
 
     def verify(self, check_sha256: bool = True) -> None:
         """Full check (reads every part): tokenizer hash, part hashes, dtype, and EOS ending every document.
@@ -177,7 +213,7 @@ def check_tokenizer(corpus: Corpus, vocab_size: int, tokenizer_sha256: str | Non
     vocab_size must equal the corpus's vocab size; tokenizer_sha256, when the model config pins one, must equal
     the manifest's. The tokenizer.json on disk must also still hash to the manifest's value.
     """
-    mpath = corpus.root / "manifest.json"
+    mpath = corpus.root / shards.MANIFEST
     if int(vocab_size) != corpus.vocab_size:
         raise ValueError(f"{mpath}: corpus vocab_size is {corpus.vocab_size} but the model config has vocab_size "
                          f"{vocab_size}; set the model's vocab_size to {corpus.vocab_size} or build the corpus with "
@@ -223,9 +259,13 @@ class PackedStream:
         return state
 
     def _open(self) -> None:
-        want = _DTYPES[self.dtype]
+        want = shards.DTYPES[self.dtype]
         chunks, maps, chunk_ids, begins, lens = [], [], [], [], []
-        for path in self.paths:
+        self._chunk_part: list[int] = []  # the part (index into paths) each Arrow chunk comes from
+        self._part_first_doc: list[int] = []
+        n_seen = 0
+        for part_i, path in enumerate(self.paths):
+            self._part_first_doc.append(n_seen)
             try:
                 mm = pa.memory_map(str(path), "r")
                 reader = ipc.open_file(mm)
@@ -233,16 +273,20 @@ class PackedStream:
                 raise CorpusError(f"{path}: cannot open as an Arrow IPC file ({e}); the shard contract needs the "
                                   f"IPC *file* format: rebuild the corpus") from e
             maps.append(mm)
-            meta = reader.schema.metadata or {}
-            part_tok = meta.get(b"tokenizer_sha256")
-            if self.tokenizer_sha256 and part_tok is not None and part_tok.decode() != self.tokenizer_sha256:
-                raise CorpusError(f"{path}: tokenized with tokenizer {part_tok.decode()[:12]}… but the manifest's is "
+            meta = shards.read_metadata(reader.schema)
+            if meta.get("format") != shards.FORMAT:
+                raise CorpusError(f"{path}: schema metadata format = {meta.get('format')!r}, but this trainer reads "
+                                  f"{shards.FORMAT!r}; rebuild the corpus with this version of the corpus builder")
+            part_tok = meta.get("tokenizer_sha256")
+            if self.tokenizer_sha256 and part_tok is not None and part_tok != self.tokenizer_sha256:
+                raise CorpusError(f"{path}: tokenized with tokenizer {part_tok[:12]}… but the manifest's is "
                                   f"{self.tokenizer_sha256[:12]}…; parts from another build were mixed in: rebuild "
                                   f"the corpus")
-            if "input_ids" not in reader.schema.names:
-                raise CorpusError(f"{path}: no input_ids column (columns: {reader.schema.names}); rebuild the corpus")
+            if shards.INPUT_IDS not in reader.schema.names:
+                raise CorpusError(f"{path}: no {shards.INPUT_IDS} column (columns: {reader.schema.names}); rebuild "
+                                  f"the corpus")
             for b in range(reader.num_record_batches):
-                col = reader.get_batch(b).column("input_ids")
+                col = reader.get_batch(b).column(shards.INPUT_IDS)
                 if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
                     raise CorpusError(f"{path}: input_ids is {col.type}, expected list<{self.dtype}>")
                 values = col.values
@@ -253,6 +297,8 @@ class PackedStream:
                     raise CorpusError(f"{path}: input_ids has nulls; every document must be a list of tokens")
                 offsets = col.offsets.to_numpy(zero_copy_only=True)
                 chunks.append(values.to_numpy(zero_copy_only=True))
+                self._chunk_part.append(part_i)
+                n_seen += len(offsets) - 1
                 chunk_ids.append(np.full(len(offsets) - 1, len(chunks) - 1, dtype=np.int32))
                 begins.append(offsets[:-1].astype(np.int64))
                 lens.append(np.diff(offsets).astype(np.int64))
@@ -296,6 +342,21 @@ class PackedStream:
         self._ensure()
         b = int(self.doc_begin[d])
         return self._chunks[int(self.doc_chunk[d])][b:b + int(self.doc_len[d])]
+
+    def locate(self, d: int) -> tuple[Path, int]:
+        """(the part file, the document's row in it) of document d: for error messages."""
+        self._ensure()
+        part = self._chunk_part[int(self.doc_chunk[d])]
+        return self.paths[part], d - self._part_first_doc[part]
+
+    def bad_id_error(self, d: int, vocab_size: int) -> "CorpusError":
+        """The error for document d holding a token id >= vocab_size, naming the file, the row and the fix."""
+        tokens = self.doc_tokens(d)
+        bad = int(tokens[int(np.argmax(tokens >= vocab_size))])
+        path, row = self.locate(d)
+        return CorpusError(f"{path}: document {row} holds token id {bad}, but the vocabulary has {vocab_size} ids "
+                           f"(0..{vocab_size - 1}); the part does not match the corpus tokenizer: check the corpus "
+                           f"with `python -m pipeline verify {path.parents[2]}` and rebuild it")
 
     def copy_doc_range(self, d: int, start: int, n: int, out: np.ndarray) -> None:
         """out[:n] = document d's tokens [start, start+n): the one copy, straight from the map."""

@@ -1,6 +1,6 @@
-"""The blended streaming loader (training) and the per-source validation loader.
+"""The blended streaming loader: the training data order, read from the memory-mapped shards.
 
-    from trainer.data import Corpus, load_mixture, BlendedLoader, ValLoader
+    from trainer.data import Corpus, load_mixture, BlendedLoader
     corpus = Corpus.open("shards/sample")
     mix = load_mixture("mixtures/phase1.toml", corpus)
     loader = BlendedLoader(corpus, mix, seq_len=256, seed=1234, micro_batch=8, rank=0, world_size=1)
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .corpus import Corpus, PackedStream
+from .corpus import Corpus, CorpusError, PackedStream
 from .mixture import Mixture
 from .schedule import BlendSchedule
 
@@ -61,13 +61,6 @@ class Batch:
     tokens: torch.Tensor  # LongTensor [micro_batch, seq_len + 1]; inputs [:, :-1], labels [:, 1:]
     source_ids: torch.Tensor  # LongTensor [micro_batch], index into loader.source_names
     positions: torch.Tensor  # LongTensor [micro_batch], global sequence index k of each row
-
-
-@dataclass
-class ValBatch:
-    tokens: torch.Tensor  # LongTensor [b, seq_len + 1], padded with EOS past the end of the split
-    mask: torch.Tensor  # BoolTensor [b, seq_len]: True where labels tokens[:, 1:] are real tokens
-    source: str
 
 
 def _source_key(name: str) -> int:
@@ -110,8 +103,8 @@ class SourceSequences:
     def epoch_of(self, j: int) -> int:
         return (j * self.seq_len) // self.stream.n_tokens
 
-    def fill(self, j: int, out: np.ndarray) -> None:
-        """out[:L+1] = sequence j."""
+    def fill(self, j: int, out: np.ndarray, docs: list | None = None) -> None:
+        """out[:L+1] = sequence j; the documents it is cut from are appended to `docs` when given."""
         total = self.stream.n_tokens
         need, filled, pos = self.seq_len + 1, 0, j * self.seq_len
         while filled < need:
@@ -123,6 +116,8 @@ class SourceSequences:
                 start = off - int(cum[i])
                 n = min(need - filled, int(cum[i + 1]) - off)
                 self.stream.copy_doc_range(d, start, n, out[filled:filled + n])
+                if docs is not None:
+                    docs.append(d)
                 filled += n
                 off += n
                 pos += n
@@ -134,19 +129,38 @@ class _Reader(torch.utils.data.Dataset):
 
     def __init__(self, corpus: Corpus, names: list[str], seed: int, seq_len: int):
         self.seq_len = seq_len
+        self.vocab_size = corpus.vocab_size
         self.sources = [SourceSequences(corpus.open_stream(n, "train"), n, seed, seq_len) for n in names]
 
     def __len__(self):  # an endless stream: DataLoader only needs this for len(), which we never call
         raise TypeError("the blended stream is endless")
 
     def __getitem__(self, specs):
-        return self.read(specs)
+        # In a DataLoader worker: a bad part is handed back as a value, so the training process raises the
+        # CorpusError itself (DataLoader would re-raise it wrapped in the worker's traceback).
+        try:
+            return self.read(specs)
+        except CorpusError as e:
+            return _Failed(e)
 
     def read(self, specs: tuple[tuple[int, int], ...]):
         out = np.empty((len(specs), self.seq_len + 1), dtype=np.int64)
         for row, (s, j) in enumerate(specs):
             self.sources[s].fill(j, out[row])
+        # Every id must index the embedding: one comparison per token read, so that a part holding an id past
+        # the vocabulary is named here instead of failing as an IndexError inside the model.
+        if out.size and int(out.max()) >= self.vocab_size:
+            self._raise_bad_id(specs, out)
         return torch.from_numpy(out), torch.tensor([s for s, _ in specs], dtype=torch.long)
+
+    def _raise_bad_id(self, specs, out: np.ndarray) -> None:
+        row = int(np.flatnonzero(out.max(axis=1) >= self.vocab_size)[0])
+        s, j = specs[row]
+        src, docs = self.sources[s], []
+        src.fill(j, np.empty(self.seq_len + 1, dtype=np.int64), docs)
+        for d in docs:
+            if int(src.stream.doc_tokens(d).max()) >= self.vocab_size:
+                raise src.stream.bad_id_error(d, self.vocab_size)
 
 
 class _Specs:
@@ -162,8 +176,82 @@ class _Specs:
 
 
 class _Failed:
+    """An exception raised while reading ahead, handed to the training loop to raise there."""
+
     def __init__(self, exc: BaseException):
         self.exc = exc
+
+
+# The three ways of reading batches. Each takes the spec generator (specs, schedule snapshot) and gives
+# ((tokens, source ids), snapshot) in schedule order; close() stops whatever runs in the background.
+class _SyncPipe:
+    """Read in the caller's thread."""
+
+    def __init__(self, reader: _Reader, gen):
+        self.reader, self.gen = reader, gen
+
+    def next(self):
+        specs, snap = next(self.gen)
+        return self.reader.read(specs), snap
+
+    def close(self) -> None:
+        pass
+
+
+class _ThreadPipe:
+    """Read `prefetch` batches ahead in a background thread; its errors are raised by next()."""
+
+    def __init__(self, reader: _Reader, gen, prefetch: int):
+        self.reader = reader
+        self.q: queue.Queue = queue.Queue(maxsize=prefetch)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._produce, args=(gen,), daemon=True, name="blended-prefetch")
+        self.thread.start()
+
+    def _produce(self, gen) -> None:
+        try:
+            for specs, snap in gen:
+                item = (self.reader.read(specs), snap)
+                while not self.stop.is_set():
+                    try:
+                        self.q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+        except BaseException as e:  # surfaced in the training loop by next()
+            self.q.put(_Failed(e))
+
+    def next(self):
+        item = self.q.get()
+        if isinstance(item, _Failed):
+            raise item.exc
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+class _WorkerPipe:
+    """torch DataLoader worker processes read; the schedule (the sampler) stays in this process."""
+
+    def __init__(self, reader: _Reader, gen, num_workers: int, prefetch: int):
+        self.snaps: collections.deque = collections.deque()
+        dl = torch.utils.data.DataLoader(reader, batch_size=None, sampler=_Specs(gen, self.snaps),
+                                         num_workers=num_workers, prefetch_factor=max(1, prefetch))
+        self.it = iter(dl)
+
+    def next(self):
+        item, snap = next(self.it), self.snaps.popleft()
+        if isinstance(item, _Failed):
+            raise item.exc
+        return item, snap
+
+    def close(self) -> None:
+        if hasattr(self.it, "_shutdown_workers"):
+            self.it._shutdown_workers()
 
 
 class BlendedLoader:
@@ -215,33 +303,11 @@ class BlendedLoader:
     def _start(self):
         gen = self._spec_gen(self.sequences_consumed, self._counts)
         if self.num_workers > 0:
-            snaps = collections.deque()
-            dl = torch.utils.data.DataLoader(self._reader, batch_size=None, sampler=_Specs(gen, snaps),
-                                             num_workers=self.num_workers, prefetch_factor=max(1, self.prefetch))
-            self._pipe = ("workers", iter(dl), snaps)
+            self._pipe = _WorkerPipe(self._reader, gen, self.num_workers, self.prefetch)
         elif self.prefetch > 0:
-            q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-            stop = threading.Event()
-            t = threading.Thread(target=self._produce, args=(gen, q, stop), daemon=True, name="blended-prefetch")
-            t.start()
-            self._pipe = ("thread", q, stop, t)
+            self._pipe = _ThreadPipe(self._reader, gen, self.prefetch)
         else:
-            self._pipe = ("sync", gen)
-
-    def _produce(self, gen, q: queue.Queue, stop: threading.Event):
-        try:
-            for specs, snap in gen:
-                item = (self._reader.read(specs), snap)
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as e:  # surfaced in the training loop by __next__
-            q.put(_Failed(e))
+            self._pipe = _SyncPipe(self._reader, gen)
 
     def __iter__(self):
         return self
@@ -249,35 +315,20 @@ class BlendedLoader:
     def __next__(self) -> Batch:
         if self._pipe is None:
             self._start()
-        kind = self._pipe[0]
-        if kind == "workers":
-            (tokens, sids), snap = next(self._pipe[1]), self._pipe[2].popleft()
-        elif kind == "thread":
-            item = self._pipe[1].get()
-            if isinstance(item, _Failed):
-                self.close()
-                raise item.exc
-            (tokens, sids), snap = item
-        else:
-            specs, snap = next(self._pipe[1])
-            tokens, sids = self._reader.read(specs)
+        try:
+            (tokens, sids), (consumed, counts) = self._pipe.next()
+        except BaseException:
+            self.close()
+            raise
         first = self.sequences_consumed + self.rank * self.micro_batch
-        self.sequences_consumed, self._counts = snap[0], list(snap[1])
+        self.sequences_consumed, self._counts = consumed, list(counts)
         return Batch(tokens, sids, torch.arange(first, first + self.micro_batch, dtype=torch.long))
 
     def close(self) -> None:
         """Stop the prefetch thread or worker processes (the next batch restarts them)."""
         pipe, self._pipe = self._pipe, None
-        if pipe is None:
-            return
-        if pipe[0] == "thread":
-            _, q, stop, t = pipe
-            stop.set()
-            t.join(timeout=10)
-        elif pipe[0] == "workers":
-            it = pipe[1]
-            if hasattr(it, "_shutdown_workers"):
-                it._shutdown_workers()
+        if pipe is not None:
+            pipe.close()
 
     def __del__(self):
         try:
@@ -307,7 +358,7 @@ class BlendedLoader:
     def load_state_dict(self, state: dict, allow_mixture_change: bool = False) -> None:
         try:
             version, consumed = state["version"], int(state["sequences_consumed"])
-            counts, offsets = state.get("source_counts"), dict(state.get("source_offsets", {}))
+            counts, offsets = dict(state["source_counts"]), dict(state["source_offsets"])
             fp, fp_of = state["fingerprint"], dict(state["fingerprint_of"])
         except (KeyError, TypeError, ValueError) as e:
             raise LoaderStateError(f"loader state is malformed ({e!r}); pass the dict that state_dict() returned")
@@ -315,15 +366,6 @@ class BlendedLoader:
             raise LoaderStateError(f"loader state version {version} is not {STATE_VERSION}; it was written by "
                                    f"another version of the trainer")
         self.close()
-        if counts is None and fp == self.fingerprint:
-            # The order is a pure function of the position, so the per-source counts can be recomputed
-            # (O(sequences) integer steps; saved states carry them to skip this).
-            sched = BlendSchedule(self._shares)
-            for _ in range(consumed):
-                sched.next()
-            counts = dict(zip(self.source_names, sched.counts))
-        had_counts = counts is not None
-        counts = dict(counts or {})
         if fp == self.fingerprint:
             if sorted(counts) != self.source_names or sum(counts.values()) != consumed:
                 raise LoaderStateError(f"loader state's source_counts {counts} do not match its sources "
@@ -334,10 +376,6 @@ class BlendedLoader:
             return
         differ = [k for k in ("manifest", "mixture", "seq_len", "seed") if fp_of.get(k) != self.fingerprint_of[k]]
         if differ == ["mixture"] and allow_mixture_change:
-            if not had_counts and consumed:
-                raise LoaderStateError("loader state has no source_counts, so where each source's stream stopped "
-                                       "under the old mixture is unknown; switch mixtures from a state that "
-                                       "state_dict() wrote")
             # Each source continues its own stream where the old run stopped; the new schedule starts at 0.
             old = {s: int(offsets.get(s, 0)) + int(counts.get(s, 0)) for s in set(counts) | set(offsets)}
             self._offsets = [old.get(s, 0) for s in self.source_names]
@@ -353,47 +391,3 @@ class BlendedLoader:
                else "resume with the same corpus, seq_len and seed, or start a fresh run")
         raise LoaderStateError(f"loader state fingerprint differs ({detail or 'fingerprint only'}); refusing to "
                                f"resume a different data order: {fix}")
-
-
-class ValLoader:
-    """One pass over a source's val split, deterministic: documents in stored order, packed, cut into
-    sequences of seq_len+1 tokens with stride seq_len (the last one padded with EOS, masked). Every token of the
-    split after the first is a label exactly once. Optional rank/world_size take every world_size-th sequence."""
-
-    def __init__(self, corpus: Corpus, source: str, seq_len: int, batch_size: int, rank: int = 0, world_size: int = 1):
-        if seq_len < 1 or batch_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"ValLoader: need seq_len ≥ 1, batch_size ≥ 1, 0 ≤ rank < world_size; got {seq_len}, "
-                             f"{batch_size}, {rank}, {world_size}")
-        self.source, self.seq_len, self.batch_size = source, seq_len, batch_size
-        self.rank, self.world_size = rank, world_size
-        self.eos_id = corpus.eos_id
-        self.stream = corpus.open_stream(source, "val")
-        total = self.stream.n_tokens
-        self.n_tokens = total
-        self.n_sequences = max(0, -(-(total - 1) // seq_len))
-        self._mine = list(range(rank, self.n_sequences, world_size))
-
-    def __len__(self) -> int:
-        return -(-len(self._mine) // self.batch_size)
-
-    def __iter__(self):
-        L, total = self.seq_len, self.n_tokens
-        lengths = self.stream.lengths()
-        cum = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=cum[1:])
-        for b in range(0, len(self._mine), self.batch_size):
-            ks = self._mine[b:b + self.batch_size]
-            out = np.full((len(ks), L + 1), self.eos_id, dtype=np.int64)
-            mask = np.zeros((len(ks), L), dtype=bool)
-            for row, k in enumerate(ks):
-                pos, end = k * L, min(k * L + L + 1, total)
-                mask[row, :end - pos - 1] = True
-                i = int(np.searchsorted(cum, pos, side="right")) - 1
-                filled = 0
-                while pos < end:
-                    n = min(end - pos, int(cum[i + 1]) - pos)
-                    self.stream.copy_doc_range(i, pos - int(cum[i]), n, out[row, filled:filled + n])
-                    filled += n
-                    pos += n
-                    i += 1
-            yield ValBatch(torch.from_numpy(out), torch.from_numpy(mask), self.source)

@@ -6,7 +6,8 @@
 
 What a weight means (docs/mixtures.md, "What a weight means"): a weight is a share of the tokens the phase draws,
 a sampling probability by token, not a multiplier of passes. Weights are normalised to sum 1; zero (or
-leaving a source out) removes it. A group's weight is split among its members by their train token counts
+leaving a source out) removes it, and a source the corpus lacks may be listed at weight 0 (so may the
+members of a group of weight 0). A group's weight is split among its members by their train token counts
 (`split = "tokens"`, default) or equally (`split = "equal"`).
 
 File format:
@@ -148,20 +149,23 @@ def parse_mixture(data: dict, corpus: Corpus, path: Path | str = "<mixture>", te
     if not isinstance(groups_raw, dict) or any(not isinstance(v, dict) for v in groups_raw.values()):
         raise err("groups", "must hold tables [groups.<name>]", "write [groups.<name>] with weight and members")
 
-    def unknown(src: str, where: str, section: str | None):
+    def unknown(src: str, where: str, section: str | None, drop: str):
         return err(where, f"names source {src!r}, which corpus {corpus.name!r} ({corpus.root}) does not have",
-                   f"check the spelling, or set its weight to 0 / remove it; the corpus's sources are: "
-                   f"{', '.join(known)}", section)
+                   f"check the spelling, or {drop}; the corpus's sources are: {', '.join(known)}", section)
 
+    # A source the corpus lacks is accepted at weight 0 (it draws nothing), so a mixture can list every source
+    # of the recipe and still run on a corpus built from some of them.
     weights: dict[str, float] = {}
     for src, w in sources.items():
         where = f"sources.{src}"
-        if src not in known:
-            raise unknown(src, where, "sources")
         w = _number(w, where, err)
         if w < 0:
             raise err(where, f"is negative ({w})", "weights are shares of tokens: write 0 to drop the source, "
                       "or a positive number")
+        if src not in known:
+            if w == 0:
+                continue
+            raise unknown(src, where, "sources", "set its weight to 0 / remove it")
         weights[src] = w
 
     groups: list[Group] = []
@@ -186,9 +190,11 @@ def parse_mixture(data: dict, corpus: Corpus, path: Path | str = "<mixture>", te
         split = g.get("split", "tokens")
         if split not in SPLIT_MODES:
             raise err(f"{gw}.split", f"is {split!r}", 'write split = "tokens" (by token count) or "equal"', gw)
+        present = [m for m in members if m in known]
         for m in members:
-            if m not in known:
-                raise unknown(m, f"{gw}.members", gw)
+            if m not in known and weight > 0:
+                raise unknown(m, f"{gw}.members", gw,
+                              f"remove it from [{gw}] members, or set the group's weight to 0")
             if m in group_of:
                 raise err(f"{gw}.members", f"puts source {m!r} in a second group (it is already in "
                           f"groups.{group_of[m]})", "keep each source in one group", gw)
@@ -196,7 +202,7 @@ def parse_mixture(data: dict, corpus: Corpus, path: Path | str = "<mixture>", te
                 raise err(f"{gw}.members", f"includes source {m!r}, which also has its own weight under [sources]",
                           f"either remove sources.{m} or take {m!r} out of the group", gw)
             group_of[m] = gname
-        groups.append(Group(gname, weight, tuple(members), split))
+        groups.append(Group(gname, weight, tuple(present), split))
 
     raw: dict[str, float] = {s: w for s, w in weights.items() if w > 0}
     for g in groups:
@@ -219,8 +225,12 @@ def parse_mixture(data: dict, corpus: Corpus, path: Path | str = "<mixture>", te
                            f"a positive weight under [sources] or in a group")
     for src in raw:
         if corpus.n_tokens(src) == 0:
-            where = f"groups.{group_of[src]}.members" if src in group_of else f"sources.{src}"
-            raise err(where, f"gives weight to {src!r}, which has no train tokens in {corpus.root}",
+            if src in group_of:
+                g = f"groups.{group_of[src]}"
+                raise err(f"{g}.members", f"gives weight to {src!r}, which has no train tokens in {corpus.root}",
+                          f"remove it from [{g}] members, set the group's weight to 0, or rebuild the corpus with "
+                          f"that source", g)
+            raise err(f"sources.{src}", f"gives weight to {src!r}, which has no train tokens in {corpus.root}",
                       "set its weight to 0 or rebuild the corpus with that source")
     shares = {s: raw[s] / total for s in sorted(raw)}
     canon = json.dumps({s: round(v, 15) for s, v in shares.items()}, sort_keys=True)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from jetmoe_core.io import IOFault, atomic_path
 
 from .corpus import Corpus, CorpusError
 from .mixture import Mixture, MixtureError, load_mixture
@@ -117,11 +118,9 @@ def plot(rows: list[PlanRow], mix: Mixture, tokens: int, path: Path) -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour[g]) for g in groups]
     ax.legend(handles, [("no group" if g == "-" else g) for g in groups], fontsize=8, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, metadata={"Software": None})
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = plan_mixture(mix, corpus, tokens)
     warns = warnings_for(rows, mix)
     if args.plot:
-        plot(rows, mix, tokens, Path(args.plot))
+        try:
+            plot(rows, mix, tokens, Path(args.plot))
+        except OSError as e:
+            raise IOFault.from_os_error(e, "writing the plot", e.filename or args.plot) from None
     if args.json:
         print(json.dumps({"mixture": mix.name, "path": str(mix.path), "mixture_fingerprint": mix.fingerprint,
                           "corpus": corpus.name, "corpus_root": str(corpus.root),

@@ -4,17 +4,25 @@
     cfg = ModelConfig(d_model=128, n_layers=2, ...)      # or directly
     ModelConfig.from_dict(cfg.to_dict()) == cfg
 
-Field names follow this project; `trainer.model.hf` maps them to Hugging Face `JetMoeConfig` keys.
+A model TOML holds flat keys or one [model] table; it is read by `jetmoe_core.config` (the loader of every
+config), so an unknown key, a wrong type or a backend outside `BACKENDS` is a `ConfigError` naming the file
+and the key. Field names follow this project; `trainer.model.hf` maps them to Hugging Face `JetMoeConfig`
+keys. The auxiliary-loss weights live here, not in the run config: they are part of the model's loss
+(`JetMoE.forward` returns `out.loss`) and of its export.
 """
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-BACKENDS = ("auto", "torch", "grouped_mm", "megablocks")
+from jetmoe_core.config import ConfigError, check_fields, from_table, load_toml
+
+Backend = Literal["auto", "torch", "grouped_mm", "megablocks"]
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "model"
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class ModelConfig:
     """Weight of the summed Switch load-balance loss in `ModelOutput.loss` (paper: 0.01)."""
     z_loss_coef: float = 0.001
     """Weight of the summed ST-MoE router z-loss in `ModelOutput.loss` (paper: 0.001)."""
-    backend: str = "auto"
+    backend: Backend = "auto"
     """Expert matmul backend: auto | torch | grouped_mm | megablocks (see trainer/model/moe.py)."""
     tokenizer_sha256: str = ""
     """Optional pin: sha256 of the tokenizer.json this model is trained with ("" = any)."""
@@ -64,11 +72,12 @@ class ModelConfig:
     """Free-form label (e.g. "tiny", "jetmoe-8b")."""
 
     def __post_init__(self) -> None:
+        check_fields(self, "model config")
         ints = ("vocab_size", "d_model", "n_layers", "n_kv_heads", "head_dim", "n_experts", "top_k",
                 "ffn_hidden", "max_seq_len")
         for name in ints:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if value <= 0:
                 raise ValueError(f"model config: {name} must be a positive integer, got {value!r}")
         if self.top_k > self.n_experts:
             raise ValueError(f"model config: top_k={self.top_k} exceeds n_experts={self.n_experts}; "
@@ -81,8 +90,6 @@ class ModelConfig:
         for name in ("load_balance_coef", "z_loss_coef"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"model config: {name} must be >= 0, got {getattr(self, name)!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"model config: backend={self.backend!r} unknown; choose one of {', '.join(BACKENDS)}")
         if self.tokenizer_sha256 and (len(self.tokenizer_sha256) != 64
                                       or any(c not in "0123456789abcdef" for c in self.tokenizer_sha256)):
             raise ValueError("model config: tokenizer_sha256 must be 64 lowercase hex digits or \"\"")
@@ -102,12 +109,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "model config") -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                             f"known keys: {', '.join(sorted(known))}")
-        return cls(**d)
+        """A saved config (model_config.json) back into a ModelConfig, by the loader's rules."""
+        return from_table(cls, d, source=source)
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
@@ -116,24 +119,13 @@ class ModelConfig:
 def load_model_config(path: str | Path, **overrides: Any) -> ModelConfig:
     """Read a model TOML (flat keys, or under a [model] table) into a ModelConfig; overrides win."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model config {path} not found; shipped configs: "
-                                f"{', '.join(sorted(p.name for p in Path(__file__).parents[1].joinpath('configs', 'model').glob('*.toml')))}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: invalid TOML: {e}") from e
-    if "model" in data and isinstance(data["model"], dict):
-        extra = sorted(k for k in data if k != "model")
+    known = ", ".join(sorted(p.name for p in SHIPPED.glob("*.toml")))
+    raw, _ = load_toml(path, what="model config", missing_hint=f"shipped configs (in {SHIPPED}): {known}")
+    if isinstance(raw.get("model"), dict):
+        extra = sorted(k for k in raw if k != "model")
         if extra:
-            raise ValueError(f"{path}: keys {extra} outside the [model] table; move them inside it")
-        data = data["model"]
-    data = {**data, **overrides}
-    data.setdefault("name", path.stem)
-    try:
-        return ModelConfig.from_dict(data, source=str(path))
-    except TypeError as e:  # wrong value types that dataclass construction reports
-        raise ValueError(f"{path}: {e}") from e
-    except ValueError as e:
-        msg = str(e)
-        raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from e
+            raise ConfigError(f"{path}: keys {extra} outside the [model] table; move them inside it")
+        raw = raw["model"]
+    raw = {**raw, **overrides}
+    raw.setdefault("name", path.stem)
+    return from_table(ModelConfig, raw, source=path)

@@ -6,15 +6,19 @@
 
 The export folder holds config.json (HF keys), model.safetensors, generation_config.json and the corpus
 tokenizer (tokenizer.json + tokenizer_config.json), so `AutoModelForCausalLM.from_pretrained(dir)` and
-`AutoTokenizer.from_pretrained(dir)` load it (and so do lm-eval and vLLM). Tensors are renamed, never
-reshaped: our layouts are HF's, and our attention pairs query and K/V heads the way HF's `.repeat` does.
+`AutoTokenizer.from_pretrained(dir)` load it (and so do lm-eval and vLLM). It is written beside its final
+name and renamed into place, so it is complete or absent; an I/O failure is an exit 2 naming the path.
+Tensors are renamed, never reshaped: our layouts are HF's, and our attention pairs query and K/V heads the
+way HF's `.repeat` does.
 Neither direction builds a model, so an 8B conversion needs memory for one copy of the weights only.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,13 +26,18 @@ import torch
 from safetensors import safe_open
 
 from .config import ModelConfig
-from .io import CONFIG, WEIGHTS, atomic_save_safetensors, atomic_write_bytes, read_model_config
+from jetmoe_core.io import IOFault, sha256_file, write_bytes_atomic, write_json_atomic
+from trainer.writers import install_folder, save_safetensors
+
+from .io import CONFIG, WEIGHTS, read_model_config, save_safetensors_atomic
 from .jetmoe import JetMoE
 
 __all__ = ["to_hf_config", "from_hf_config", "to_hf_state_dict", "from_hf_state_dict", "export_checkpoint",
            "import_hf", "resolve_checkpoint", "read_hf_folder", "export_main", "import_main"]
 
-HF_BLOCK_EPS = 1e-6  # transformers' JetMoeDecoderLayer builds its two RMSNorms with the default eps
+HF_BLOCK_EPS = 1e-6
+EXPORT_FILES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                "tokenizer_config.json"}  # transformers' JetMoeDecoderLayer builds its two RMSNorms with the default eps
 
 # ours (per layer, after "layers.{i}.") -> HF (after "model.layers.{i}.")
 _LAYER_KEYS = {
@@ -255,18 +264,31 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, dtype: torch.dtype 
         raise FileNotFoundError(f"{tok} not found: the export needs the corpus tokenizer; pass --tokenizer "
                                 "shards/<corpus>/tokenizer.json")
     if cfg.tokenizer_sha256:
-        import hashlib
-        got = hashlib.sha256(tok.read_bytes()).hexdigest()
+        got = sha256_file(tok)
         if got != cfg.tokenizer_sha256:
             raise ValueError(f"{tok}: sha256 {got} differs from the model's tokenizer_sha256 {cfg.tokenizer_sha256}")
     tok_cfg = _tokenizer_config(tok, cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_save_safetensors(to_hf_state_dict(ours), out_dir / "model.safetensors", {"format": "pt"})
-    atomic_write_bytes(out_dir / "config.json", (json.dumps(hf_cfg, indent=2, sort_keys=True) + "\n").encode())
     gen = {"bos_token_id": cfg.bos_id, "eos_token_id": cfg.eos_id, "do_sample": False}
-    atomic_write_bytes(out_dir / "generation_config.json", (json.dumps(gen, indent=2, sort_keys=True) + "\n").encode())
-    atomic_write_bytes(out_dir / "tokenizer.json", tok.read_bytes())
-    atomic_write_bytes(out_dir / "tokenizer_config.json", (json.dumps(tok_cfg, indent=2, sort_keys=True) + "\n").encode())
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in EXPORT_FILES) if out_dir.is_dir() else []
+    if others:
+        raise ValueError(f"{out_dir}: holds files an export does not write ({', '.join(others[:5])}); the export "
+                         f"replaces its folder as a whole: pass a new or empty folder")
+    # Written into a temp folder beside out_dir and renamed into place: a failed or killed export leaves the
+    # previous folder (or none), never a folder from_pretrained would half-load.
+    tmp = out_dir.with_name(f".tmp-{out_dir.name}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_safetensors(to_hf_state_dict(ours), tmp / "model.safetensors", {"format": "pt"})
+        for name, obj in (("config.json", hf_cfg), ("generation_config.json", gen),
+                          ("tokenizer_config.json", tok_cfg)):
+            (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        shutil.copyfile(tok, tmp / "tokenizer.json")
+        install_folder(tmp, out_dir)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise IOFault.from_os_error(e, "writing the export", e.filename or tmp,
+                                    then=f"nothing was written to {out_dir}") from None
     return out_dir
 
 
@@ -274,13 +296,17 @@ def import_hf(hf_dir: str | Path, ckpt_dir: str | Path) -> Path:
     """Write one of our checkpoints (model.safetensors + model_config.json [+ tokenizer.json]) from a HF folder."""
     hf_dir, ckpt_dir = Path(hf_dir), Path(ckpt_dir)
     cfg, ours = read_hf_folder(hf_dir)
-    if (hf_dir / "tokenizer.json").is_file():
-        import hashlib
-        data = (hf_dir / "tokenizer.json").read_bytes()
-        cfg = cfg.replace(tokenizer_sha256=hashlib.sha256(data).hexdigest())
-        atomic_write_bytes(ckpt_dir / "tokenizer.json", data)
-    atomic_save_safetensors({k: v.contiguous() for k, v in sorted(ours.items())}, ckpt_dir / WEIGHTS, {"format": "pt"})
-    atomic_write_bytes(ckpt_dir / CONFIG, (json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    try:
+        if (hf_dir / "tokenizer.json").is_file():
+            data = (hf_dir / "tokenizer.json").read_bytes()
+            cfg = cfg.replace(tokenizer_sha256=hashlib.sha256(data).hexdigest())
+            write_bytes_atomic(ckpt_dir / "tokenizer.json", data)
+        save_safetensors_atomic({k: v.contiguous() for k, v in sorted(ours.items())}, ckpt_dir / WEIGHTS,
+                                {"format": "pt"})
+        # the config last: a folder without it is not a checkpoint to any reader
+        write_json_atomic(ckpt_dir / CONFIG, cfg.to_dict(), sort_keys=True)
+    except OSError as e:
+        raise IOFault.from_os_error(e, "writing the imported checkpoint", e.filename or ckpt_dir) from None
     return ckpt_dir
 
 

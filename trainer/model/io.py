@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from trainer.fileio import atomic_write_bytes
+from jetmoe_core.io import atomic_path, write_json_atomic
+from trainer.writers import save_safetensors
 
 from .config import ModelConfig
 from .jetmoe import JetMoE
@@ -21,20 +20,13 @@ from .jetmoe import JetMoE
 WEIGHTS = "model.safetensors"
 CONFIG = "model_config.json"
 
-__all__ = ["save_checkpoint_weights", "load_checkpoint_weights", "read_model_config", "atomic_write_bytes",
+__all__ = ["save_checkpoint_weights", "load_checkpoint_weights", "read_model_config", "save_safetensors_atomic",
            "WEIGHTS", "CONFIG"]
 
 
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    with atomic_path(path) as tmp:
+        save_safetensors(tensors, tmp, metadata)
 
 
 def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -58,8 +50,8 @@ def save_checkpoint_weights(model: JetMoE, ckpt_dir: str | Path) -> Path:
     cfg: ModelConfig = model.cfg
     # One metadata key only: safetensors writes metadata from a hash map, so several keys come out in a
     # varying order and the same weights would not give the same bytes.
-    atomic_save_safetensors(tensors, ckpt_dir / WEIGHTS, {"format": "pt"})
-    atomic_write_bytes(ckpt_dir / CONFIG, (json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    save_safetensors_atomic(tensors, ckpt_dir / WEIGHTS, {"format": "pt"})
+    write_json_atomic(ckpt_dir / CONFIG, cfg.to_dict(), sort_keys=True)
     return ckpt_dir
 
 
