@@ -1,6 +1,7 @@
 """Where the bf16 copies of the weights come from: a per-step cast cache (one process) or FSDP2's policy.
 
     plan = weight_precision_plan(precision="bf16", fsdp=False)   # "cast-cache" | "fsdp-mixed" | "none"
+    # (trainer.build.build_model does this from train.precision, parallel.fsdp and train.weight_casts)
     apply_weight_precision(model, plan, optimizer)                # one process: model.cache_weight_casts(...)
     shard_mixed_precision(model, reshard_after_forward=True)      # FSDP2 (instead of trainer.dist.shard_model)
 
@@ -23,11 +24,19 @@ __all__ = ["weight_precision_plan", "apply_weight_precision", "fsdp_mixed_precis
 PLANS = ("cast-cache", "fsdp-mixed", "none")
 
 
-def weight_precision_plan(precision: str, fsdp: bool) -> str:
-    """'none' unless training in bf16 autocast; then 'fsdp-mixed' when sharded, else 'cast-cache'."""
+def weight_precision_plan(precision: str, fsdp: bool, casts: str = "auto") -> str:
+    """The plan for `train.weight_casts = casts`: "none" unless training in bf16 autocast with casts
+    "auto" or "per-step"; then "fsdp-mixed" when sharded, else "cast-cache". "per-forward" is "none" (autocast
+    casts in every forward); "per-step" in fp32 is a ValueError (there is nothing to cast)."""
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision {precision!r}: expected 'bf16' or 'fp32' (resolve 'auto' first)")
+    if casts not in ("auto", "per-step", "per-forward"):
+        raise ValueError(f"weight casts {casts!r}: expected 'auto', 'per-step' or 'per-forward'")
     if precision != "bf16":
+        if casts == "per-step":
+            raise ValueError('weight casts "per-step" need bf16 training (in fp32 there is nothing to cast)')
+        return "none"
+    if casts == "per-forward":
         return "none"
     return "fsdp-mixed" if fsdp else "cast-cache"
 
