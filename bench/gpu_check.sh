@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU check of the trainer in one go, for a session that has one H100/H200 (about 7 minutes, at most 8.7):
-#   1. the CUDA tests (pytest -m gpu): backends, cast cache, compile, chunked loss, a bf16 training run;
+# Every GPU check of the trainer in one go, for a session that has one H100/H200 (about 7 minutes, at most 9):
+#   1. the CUDA tests (pytest -m gpu): backends, cast cache, compile, chunked loss, a training run with the
+#      CUDA defaults (bf16, weight cast cache, blocks compiled with inductor);
 #   2. bench/gpu_model.py: parity of every backend and speed lever against the reference, naming what ran;
 #   3. bench/gpu_train.py at the issue's shape (8 layers of the 8B's width, seq 4096, micro-batch 4, the run's
-#      gradient accumulation capped at 4 per timed step): all levers, then without compile, without the cast
-#      cache, with full logits, all off; transformers' JetMoeForCausalLM on the same step; a grouped profile.
+#      gradient accumulation capped at 4 per timed step), timing trainer.step.train_step on the model
+#      trainer.build.build_model makes: the trainer's defaults (train.compile and train.weight_casts "auto"),
+#      then all levers off (eager), --train.compile=false, full logits, --train.weight_casts=per-forward;
+#      transformers' JetMoeForCausalLM through the same train_step; a grouped profile of the defaults.
 #
 #   bash bench/gpu_check.sh            # from the repository root; logs and all JSON lines go to $OUT
 #   MICRO_BATCH=2 bash bench/gpu_check.sh    # an 80 GB H100 if micro-batch 4 does not fit
@@ -49,12 +52,12 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep the log, r
 : > "$OUT/gpu_check.jsonl"
 step env 30 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv; \
   $PY -c 'import torch, transformers; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"transformers\", transformers.__version__)'"
-step tests 140 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_perf.py tests/test_model_backends.py \
+step tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_perf.py tests/test_model_backends.py \
   tests/test_train_loop.py
 step parity 80 "$PY" bench/gpu_model.py
-# variants in order of importance (no-cast-cache last: it is the one that recompiles); the profile right
-# after "all"; transformers last
-step train 270 "$PY" bench/gpu_train.py --layers 8 --micro-batch "$MICRO_BATCH" --max-accum 4 --steps 3 --warmup 2 \
-  --variants all,eager,no-compile,full-logits,no-cast-cache --compare-hf --profile
+# variants in order of importance (per-forward-casts last: its blocks compile a second graph); the profile
+# right after "defaults"; transformers last
+step train 280 "$PY" bench/gpu_train.py --layers 8 --micro-batch "$MICRO_BATCH" --max-accum 4 --steps 3 --warmup 2 \
+  --variants defaults,eager,no-compile,full-logits,per-forward-casts --compare-hf --profile
 echo "{\"gpu_check\": \"done\", \"failed\": $failed, \"out\": \"$OUT\"}"
 exit $failed

@@ -11,8 +11,6 @@ import pytest
 import torch
 
 from trainer import dist as D
-from trainer.config import load_run_config
-from trainer.model import ModelConfig, count_params, flops_per_token
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
@@ -26,41 +24,56 @@ def load_bench(name):
     return mod
 
 
-def tiny():
-    return ModelConfig(vocab_size=128, d_model=32, n_layers=2, n_kv_heads=2, head_dim=8, n_experts=4, top_k=2,
-                       ffn_hidden=48, max_seq_len=32, init_std=0.1)
-
-
 def test_gpu_train_variants_transformers_and_profile_on_cpu(capsys):
     bench = load_bench("gpu_train")
-    mcfg = tiny()
-    run = load_run_config(ROOT / "trainer/configs/tiny.toml")
-    info = D.DistInfo()
-    _, active = count_params(mcfg)
-    f6n, fmodel = 6.0 * active, flops_per_token(mcfg, 16)
-    batches = [torch.randint(0, 128, (2, 17)) for _ in range(2)]
-    common = {"bench": "gpu_train", "plan_mem_gib": 0.1}
-    res = bench.run_variants(mcfg, run, info, ["eager", "no-compile", "torch-backend"], batches, steps=2, warmup=1,
-                             common=common, accum=2, run_accum=8, f6n=f6n, fmodel=fmodel, peak_flops=1e12,
-                             profile=True)
-    for name in ("eager", "no-compile", "torch-backend"):
+    # the tiny run config's model with 2 layers; bf16 forced so the weight-cast plan applies on CPU
+    b = bench.make_bench(str(ROOT / "trainer/configs/tiny.toml"),
+                         ["--data.seq_len=16", "--data.micro_batch=2", "--train.batch_tokens=256",
+                          "--train.precision=bf16"], layers=2, info=D.DistInfo(), max_accum=2, steps=2, warmup=1,
+                         device_name="cpu", profile=True)
+    assert (b.run_accum, len(b.batches), b.batches[0].tokens.shape) == (8, 2, (2, 17))  # 256 / (16 × 2) = 8
+    b.peak_flops = 1e12
+    res = bench.run_variants(b, ["defaults", "per-forward-casts", "torch-backend"])
+    for name in ("defaults", "per-forward-casts", "torch-backend"):
         r = res[name]
         assert r["tokens_per_s"] > 0 and r["micro_batch_s"] > 0 and r["update_s"] >= 0
         # the update's cost spread over more micro-batches: tokens/s at the run's accumulation is higher
         assert r["tokens_per_s_run_accum"] >= r["tokens_per_s"]
-        assert r["mfu_6n"] == pytest.approx(r["tokens_per_s"] * f6n / 1e12)
+        assert r["mfu_6n"] == pytest.approx(r["tokens_per_s"] * b.f6n / 1e12)
         assert r["mfu_model"] > r["mfu_6n"]  # the model count adds attention
-    assert res["torch-backend"]["backends"] == {"moa": "torch", "moe": "torch"}
-    assert res["no-compile"]["cast_cache"] and not res["eager"]["cast_cache"]
+        assert r["compiled"] == "eager"      # train.compile = auto is off on CPU
+    # each row is the trainer's build of the run config plus the variant's overrides, and says so
+    assert "(cast cache)" in res["defaults"]["levers"] and "train.compile = auto: off on CPU" in res["defaults"]["levers"]
+    assert "per-forward" in res["per-forward-casts"]["levers"]
+    assert res["torch-backend"]["backends"] == {"moa": "torch", "moe": "torch"} and res["torch-backend"]["full_logits"]
     assert all(res["profile"]["profile_ms"][f] > 0 for f in ("GEMM", "attention", "permutation", "optimizer"))
     out = capsys.readouterr().out
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
-    assert [x["variant"] for x in lines] == ["eager", "eager", "no-compile", "torch-backend"]  # profile 2nd
-    # transformers' JetMoeForCausalLM with the same step code
-    hf = bench.time_transformers(mcfg, run, info, 2, 16, 2, 8, 2, 1, common, f6n, fmodel, 1e12)
+    assert [x["variant"] for x in lines] == ["defaults", "defaults", "per-forward-casts", "torch-backend"]  # profile 2nd
+    # transformers' JetMoeForCausalLM through the same train_step
+    hf = bench.time_transformers(b)
     assert "error" not in hf and hf["tokens_per_s"] > 0 and hf["micro_batch"] == 2 and hf["impl"].startswith("JetMoe")
     bench.report_hf(hf, res, is_main=True)
     assert hf["speedup_ours_vs_hf"] > 0
+
+
+def test_gpu_train_times_the_trainers_step(monkeypatch):
+    """The timed function is trainer.step.train_step itself, called with the bench's mark hook."""
+    bench = load_bench("gpu_train")
+    from trainer import step as S
+    calls = []
+
+    def spy(setup, batches, lr):
+        calls.append(setup.mark is not None)
+        return S.train_step(setup, batches, lr)
+
+    monkeypatch.setattr(bench, "train_step", spy)
+    assert bench.train_step is spy and S.train_step.__module__ == "trainer.step"
+    b = bench.make_bench(str(ROOT / "trainer/configs/tiny.toml"), ["--data.seq_len=16", "--data.micro_batch=2",
+                         "--train.batch_tokens=64"], layers=1, info=D.DistInfo(), max_accum=4, steps=2, warmup=1,
+                         device_name="cpu")
+    bench.run_variants(b, ["defaults"])
+    assert calls == [False, True, True]  # warmup, then two timed steps with the mark hook
 
 
 def test_gpu_train_plan_only_and_variant_names(capsys):
@@ -68,8 +81,11 @@ def test_gpu_train_plan_only_and_variant_names(capsys):
     assert bench.main(["--plan-only"]) == 0
     assert "memory plan" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        bench.main(["--variants", "all,warp-speed"])
+        bench.main(["--variants", "defaults,warp-speed"])
     assert "unknown ['warp-speed']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--plan-only", "--fast"])
+    assert "overrides are written --section.key=value" in capsys.readouterr().err
 
 
 @needs_no_cuda

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from trainer.model import JetMoE, ModelConfig
 from trainer.model.loss import linear_cross_entropy
-from trainer.perf import compile_blocks, train_step
+from tests.trainer_kit.steps import one_step
+from trainer.perf import compile_blocks
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,10 +47,10 @@ def test_cast_cache_bit_identical_with_fused_cuda_adamw():
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
         if cached:
             model.cache_weight_casts(torch.bfloat16, opt)
-        losses = [train_step(model, opt, list(ids), autocast=torch.bfloat16).loss for _ in range(3)]
+        losses = [one_step(model, opt, list(ids), precision="bf16").loss for _ in range(3)]
         runs.append((losses, [p.detach().clone() for p in model.parameters()]))
     (la, pa), (lb, pb) = runs
-    assert all(torch.equal(a, b) for a, b in zip(la, lb)), (la, lb)
+    assert la == lb
     assert all(torch.equal(a, b) for a, b in zip(pa, pb))
 
 
@@ -78,8 +79,8 @@ def test_compiled_grouped_path_has_no_graph_breaks_nor_recompiles():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     model.cache_weight_casts(torch.bfloat16, opt)
     data = list(torch.randint(0, 512, (2, 2, 129), device="cuda"))
-    assert compile_blocks(model, probe=lambda: train_step(model, opt, data, autocast=torch.bfloat16))
+    assert compile_blocks(model, probe=lambda: one_step(model, opt, data, precision="bf16"))
     with torch._dynamo.config.patch(error_on_recompile=True):
-        losses = [float(train_step(model, opt, data, autocast=torch.bfloat16).loss) for _ in range(3)]
+        losses = [one_step(model, opt, data, precision="bf16").loss for _ in range(3)]
     assert all(loss == loss for loss in losses) and losses[-1] < losses[0]
     assert not counters["graph_break"], dict(counters["graph_break"])

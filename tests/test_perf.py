@@ -1,13 +1,14 @@
 """trainer.perf: per-block torch.compile (no graph breaks, no recompiles across optimizer steps, a clean
-fallback to eager), the accumulating train step, the weight-precision plan, and the profile grouping."""
+fallback to eager), the weight-precision plan, and the profile grouping; the trainer's train_step
+(trainer.step) accumulating micro-batches as one big batch."""
 import types
 
 import pytest
 import torch
 
 from trainer.model import JetMoE, ModelConfig
-from trainer.perf import (apply_weight_precision, compile_blocks, train_step, uncompile_blocks,
-                          weight_precision_plan)
+from tests.trainer_kit.steps import one_step
+from trainer.perf import apply_weight_precision, compile_blocks, uncompile_blocks, weight_precision_plan
 from trainer.perf.compile import is_compiled
 from trainer.perf.profile import FAMILIES, family_of, format_groups, group_events
 
@@ -41,8 +42,8 @@ def test_compiled_blocks_match_eager_without_graph_breaks_or_recompiles():
     for m, o in ((eager, opt_e), (model, opt)):
         m.cache_weight_casts(torch.bfloat16, o)   # before compiling: the copies are graph inputs from the start
     data = batches()
-    probe = lambda: train_step(model, opt.__class__([torch.zeros(1, requires_grad=True)]), data[:1],  # noqa: E731
-                               autocast=torch.bfloat16)
+    probe = lambda: one_step(model, opt.__class__([torch.zeros(1, requires_grad=True)]), data[:1],  # noqa: E731
+                             precision="bf16")
     # aot_eager: dynamo + AOTAutograd (where graph breaks and recompiles come from) without inductor's C++
     # build, which takes minutes on a small CPU; the CUDA tests compile with inductor.
     assert compile_blocks(model, backend="aot_eager", probe=probe)
@@ -57,9 +58,9 @@ def test_compiled_blocks_match_eager_without_graph_breaks_or_recompiles():
         for g_eager, g_compiled in zip(*grads):
             assert ((g_compiled - g_eager).abs().max() / g_eager.abs().max()) < 5e-2
         for _ in range(2):                                     # the cast copies are replaced after each step
-            a = train_step(eager, opt_e, data, autocast=torch.bfloat16)
-            b = train_step(model, opt, data, autocast=torch.bfloat16)
-            torch.testing.assert_close(b.loss, a.loss, rtol=2e-2, atol=2e-2)
+            a = one_step(eager, opt_e, data, precision="bf16")
+            b = one_step(model, opt, data, precision="bf16")
+            assert b.loss == pytest.approx(a.loss, rel=2e-2, abs=2e-2)
     assert is_compiled(model)
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == 1             # one graph shared by both blocks
@@ -106,11 +107,11 @@ def test_train_step_accumulation_equals_one_big_batch():
     for micro in (data, big):
         model, _ = setup(load_balance_coef=0.0)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)  # linear in the gradient, unlike Adam near 0
-        r = train_step(model, opt, micro, grad_clip=0.5)
+        r = one_step(model, opt, micro, grad_clip=0.5)
         results.append((r, [p.detach().clone() for p in model.parameters()]))
     (ra, pa), (rb, pb) = results
-    torch.testing.assert_close(ra.loss, rb.loss, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(ra.grad_norm, rb.grad_norm, rtol=1e-5, atol=1e-6)
+    assert ra.loss == pytest.approx(rb.loss, rel=1e-6, abs=1e-6)
+    assert ra.grad_norm == pytest.approx(rb.grad_norm, rel=1e-5, abs=1e-6)
     for a, b in zip(pa, pb):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert all(p.grad is None for p in model.parameters())
@@ -119,9 +120,14 @@ def test_train_step_accumulation_equals_one_big_batch():
 def test_weight_precision_plan():
     assert weight_precision_plan("bf16", fsdp=False) == "cast-cache"
     assert weight_precision_plan("bf16", fsdp=True) == "fsdp-mixed"
+    assert weight_precision_plan("bf16", fsdp=False, casts="per-step") == "cast-cache"
+    assert weight_precision_plan("bf16", fsdp=True, casts="per-forward") == "none"
     assert weight_precision_plan("fp32", fsdp=False) == "none"
+    assert weight_precision_plan("fp32", fsdp=True, casts="per-forward") == "none"
     with pytest.raises(ValueError, match="resolve 'auto'"):
         weight_precision_plan("auto", fsdp=False)
+    with pytest.raises(ValueError, match="need bf16 training"):
+        weight_precision_plan("fp32", fsdp=False, casts="per-step")
     model, opt = setup()
     cache = apply_weight_precision(model, "cast-cache", opt)
     assert model.weight_casts is cache and len(cache.modules) == 11
@@ -184,9 +190,9 @@ def test_group_a_real_cpu_profile_of_a_training_step():
 
     model, opt = setup()
     data = batches()
-    train_step(model, opt, data, autocast=torch.bfloat16)
+    one_step(model, opt, data, precision="bf16")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        train_step(model, opt, data, autocast=torch.bfloat16)
+        one_step(model, opt, data, precision="bf16")
     g = group_events(prof.events(), steps=1)
     assert g.device == "cpu" and set(g.ms) == set(FAMILIES)
     for fam in ("GEMM", "grouped GEMM", "attention", "permutation", "casts", "optimizer"):

@@ -1,6 +1,6 @@
-"""FSDP2 with bf16 matmul-weight units (trainer.perf.shard_mixed_precision) on 2 ranks (gloo, CPU) takes the
-same steps as one process with the weight cast cache, both under bf16 autocast: the matmuls see bf16 weights,
-the routers fp32, and the losses agree to fp32 rounding of the gradient reduction."""
+"""Training in bf16, the trainer builds FSDP2 with bf16 matmul-weight units (trainer.perf.shard_mixed_precision)
+on 2 ranks (gloo, CPU) and the weight cast cache on one process; both take the same steps: the matmuls see
+bf16 weights, the routers fp32, and the losses agree to fp32 rounding of the gradient reduction."""
 import json
 import subprocess
 import sys
@@ -25,6 +25,7 @@ def run(*launcher):
 def test_fsdp_mixed_precision_units_equal_one_process_cast_cache():
     one = run(sys.executable)
     two = run(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
+    assert (one["weights"], two["weights"]) == ("cast-cache", "fsdp-mixed")
     assert two["dtypes"] == {"expert": "bfloat16", "kv": "bfloat16", "router": "float32"}
     assert one["dtypes"] == {"expert": "float32", "kv": "float32", "router": "float32"}  # cast inside forward
     assert two["losses"] == pytest.approx(one["losses"], rel=1e-6, abs=1e-6)
