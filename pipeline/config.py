@@ -7,7 +7,9 @@
 Layout of the file (every table is optional except ``[corpus]``; unknown tables and keys are errors that
 name the key and list the known ones)::
 
-    [corpus]        name, work_dir, shards_dir, sources ("all" or a list), stages (the DAG, by stage name), seed
+    [corpus]        name, work_dir, shards_dir, sources ("all": every pretraining source; or a list), stages
+                    (the DAG, by stage name), seed. A corpus holds pretraining sources or alignment (sft/dpo)
+                    sources, not both.
     [executor]      kind = "local" | "slurm" | "ray", workers; [executor.slurm], [executor.ray]
     [download]      mirror_root (a local folder laid out like the hub) or the hub; retries, max_workers
     [format]        tasks per source
@@ -235,7 +237,7 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
                 raise ConfigError(f"{path}: stage {name!r} runs after {dep!r}, which [corpus] stages does not "
                                   f"list; add {dep!r} to stages")
 
-    known = list(registry) if registry is not None else _known_sources()
+    known = _pretrain_sources(registry)
     if corpus.sources == "all":
         sources = list(known)
     elif isinstance(corpus.sources, list):
@@ -248,6 +250,7 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
         raise ConfigError(f"{path}: [corpus] sources must be \"all\" or a list of source names")
     if not sources:
         raise ConfigError(f"{path}: [corpus] sources is empty")
+    _check_kinds(sources, path, registry)
 
     overrides: dict[str, SourceOverride] = {}
     src_table = raw.get("sources", {})
@@ -289,10 +292,34 @@ def _chat_template(table: Any, path: Path) -> dict[str, Any]:
     return {k: getattr(typed, k) for k in table}
 
 
-def _known_sources() -> list[str]:
-    from pipeline.sources import SOURCES
+def _kind(name: str, registry: dict[str, Any] | None) -> str:
+    if registry is None:
+        from pipeline.sources import get_source
 
-    return list(SOURCES)
+        return get_source(name).kind
+    return getattr(registry[name], "kind", "pretrain")
+
+
+def _pretrain_sources(registry: dict[str, Any] | None) -> list[str]:
+    """What ``sources = "all"`` selects: every pretraining source (the alignment sets are listed by name)."""
+    if registry is None:
+        from pipeline.sources import sources_of_kind
+
+        return sources_of_kind("pretrain")
+    return [n for n in registry if _kind(n, registry) == "pretrain"]
+
+
+def _check_kinds(sources: list[str], path: Path, registry: dict[str, Any] | None) -> None:
+    """A corpus is pretraining text or alignment data (SFT and DPO sets), never both: the two are read by
+    different loaders, and the pretraining loader refuses a corpus holding any other kind."""
+    kinds = {n: _kind(n, registry) for n in sources}
+    pre = [n for n, k in kinds.items() if k == "pretrain"]
+    other = [n for n, k in kinds.items() if k != "pretrain"]
+    if pre and other:
+        raise ConfigError(f"{path}: [corpus] sources mixes pretraining sources ({', '.join(pre[:3])}"
+                          f"{', ...' if len(pre) > 3 else ''}) with alignment sources "
+                          f"({', '.join(f'{n} ({kinds[n]})' for n in other)}); build them as two corpora, as "
+                          f"pipeline/configs/sample.toml and pipeline/configs/chat_sample.toml do")
 
 
 def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where: str = "[corpus] sources") -> None:
