@@ -283,7 +283,7 @@ def plan_levers(cfg: RunConfig, info: D.DistInfo) -> Levers:
     mode = cfg.train.compile
     if mode == "auto":
         on = info.device.type == "cuda"
-        why = f"train.compile = auto: {'on' if on else 'off'} on {info.device.type.upper()}"
+        why = f"train.compile = auto: {'on for' if on else 'off on'} {info.device.type.upper()}"
     else:
         on, why = mode == "true", f"train.compile = {mode}"
     return Levers(precision, fsdp, weights, cfg.train.compile_backend if on else "off", why,
