@@ -338,6 +338,9 @@ def run_variants(bench: Bench, variants: list[str]) -> dict[str, dict]:
             if info.is_main:
                 print(json.dumps(results["profile"]), flush=True)
         built = setup = None
+        if levers.compile != "off":
+            import torch._dynamo
+            torch._dynamo.reset()  # its caches must not keep this model's weights alive for the next variant
         _free(info.device)
     return results
 
