@@ -1,6 +1,7 @@
 """The speed levers as a run applies them (trainer.build.build_model, from train.compile and
 train.weight_casts): the opening lines say which were applied; per-block compile forced on CPU (aot_eager:
-the same graphs without inductor's C++ build) takes the same steps as eager within fp32 rounding; under bf16
+the same graphs without inductor's C++ build) takes the same steps as eager within fp32 rounding; a compile
+that fails (inductor without a C compiler) warns once and takes the eager run's steps bit for bit; under bf16
 the per-step weight cast cache takes bit-identical steps to casting in every forward; "per-step" in fp32
 is refused before any work."""
 import pytest
@@ -32,6 +33,30 @@ def test_compiled_blocks_take_the_steps_of_eager(train_assets, reference_run, tm
         assert g["loss"] == pytest.approx(r["loss"], rel=1e-5, abs=1e-6)
         assert g["grad_norm"] == pytest.approx(r["grad_norm"], rel=1e-4)
         assert g["expert_tokens"] == r["expert_tokens"]           # the same routing decisions
+
+
+def test_a_run_whose_compile_fails_warns_once_and_takes_the_eager_steps(train_assets, reference_run, tmp_path,
+                                                                          capsys, monkeypatch):
+    # inductor as on a machine without a working C compiler: the real backend lookup, failing in the build
+    import torch._dynamo
+    import torch._inductor.compile_fx as inductor
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no working C compiler (simulated)")
+
+    monkeypatch.setattr(inductor, "compile_fx", no_compiler)
+    torch._dynamo.reset()  # no compiled graph of another test may serve these blocks
+    run = tmp_path / "run"
+    assert main(run_args(train_assets, run, 1, SIX_STEPS, "--train.compile=true")) == 0
+    out, err = capsys.readouterr()
+    assert "blocks compiled with inductor at their first forward (train.compile = true)" in out
+    assert err.count("torch.compile of the blocks failed") == 1
+    assert "no working C compiler (simulated)" in err and "running eager" in err
+    got = train_records(run)
+    ref = train_records(reference_run)[:6]
+    for g, r in zip(got, ref, strict=True):  # the failed forward finished eagerly: the eager run's bits
+        assert (g["loss"], g["grad_norm"], g["expert_tokens"]) == (r["loss"], r["grad_norm"], r["expert_tokens"])
+    torch._dynamo.reset()
 
 
 def test_cpu_defaults_say_what_they_apply(train_assets, tmp_path, capsys):

@@ -60,6 +60,16 @@ def _eager_backward_lowering():
     return contextlib.nullcontext()
 
 
+def _reason(e: BaseException) -> str:
+    """The failure in one line, with its cause: BackendCompilerFailed's own first line is only
+    "backend='inductor' raised:", the reason (e.g. no C compiler) is the exception it wraps."""
+    def line(err: BaseException) -> str:
+        return f"{type(err).__name__}: " + next((x.strip() for x in str(err).splitlines() if x.strip()), "")
+
+    inner = getattr(e, "inner_exception", None) or e.__cause__
+    return (line(e) + (f" {line(inner)}" if inner is not None and inner is not e else ""))[:400]
+
+
 def is_compiled(model: nn.Module) -> bool:
     return any(getattr(layer, "_compiled_call_impl", None) is not None for layer in model.layers)
 
@@ -80,8 +90,7 @@ def compile_blocks(model: nn.Module, mode: str | None = "default", *, backend: s
 
     def fallback(e: BaseException) -> None:
         if not state["failed"]:
-            first = (str(e).strip().splitlines() or [""])[0][:300]
-            warn(f"warning: torch.compile of the blocks failed ({type(e).__name__}: {first}); running eager")
+            warn(f"warning: torch.compile of the blocks failed ({_reason(e)}); running eager")
         state["failed"] = True
         uncompile_blocks(model)
 
