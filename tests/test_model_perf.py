@@ -111,6 +111,31 @@ def test_linear_cross_entropy_equals_reference_fp32(chunk):
         F.cross_entropy(F.linear(h, w), everything_ignored).isnan()
 
 
+def test_linear_cross_entropy_does_gradient_work_only_when_a_gradient_can_be_taken():
+    # the gradient rows are formed in the forward; validation (no_grad) must not pay for them
+    from torch.utils.flop_counter import FlopCounterMode
+
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(10, 16, generator=g, requires_grad=True)
+    w = torch.randn(40, 16, generator=g, requires_grad=True)
+    labels = torch.randint(0, 40, (10,), generator=g)
+    logits_flops = 2 * 10 * 16 * 40
+
+    def flops(**kw):
+        with FlopCounterMode(display=False) as counter:
+            linear_cross_entropy(h, w, labels, chunk_rows=3, **kw)
+        return counter.get_total_flops()
+
+    assert flops() == 3 * logits_flops                 # logits, and the rows of d/dh and d/dw
+    with torch.no_grad():
+        assert flops() == logits_flops
+    with torch.inference_mode():
+        assert flops() == logits_flops
+    h.requires_grad_(False)
+    assert flops() == 2 * logits_flops                 # d/dw only
+    h.requires_grad_(True)
+
+
 def test_linear_cross_entropy_bf16_autocast_within_bf16_rounding():
     g = torch.Generator().manual_seed(1)
     h = torch.randn(24, 32, generator=g, requires_grad=True)

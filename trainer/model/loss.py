@@ -33,11 +33,14 @@ def default_chunk_rows(vocab_size: int) -> int:
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, labels, ignore_index, chunk_rows):
+    def forward(ctx, hidden, weight, labels, ignore_index, chunk_rows, grad_enabled):
         n = hidden.shape[0]
         valid_all = labels != ignore_index
         n_valid = valid_all.sum()
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        # needs_input_grad says only which inputs require grad, also under no_grad / inference_mode (where
+        # forward is not recorded): the gradient rows are made only when backward can run
+        need_h = grad_enabled and ctx.needs_input_grad[0]
+        need_w = grad_enabled and ctx.needs_input_grad[1]
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -71,7 +74,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         gh = grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None
         gw = (grad_w * grad_loss).to(ctx.weight_dtype) if grad_w is not None else None
-        return gh, gw, None, None, None
+        return gh, gw, None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
@@ -89,4 +92,4 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
         raise ValueError(f"linear_cross_entropy: hidden is {hidden.dtype} but weight is {weight.dtype}")
     rows = chunk_rows or default_chunk_rows(weight.shape[0])
     with torch.autocast(device_type, enabled=False):
-        return _LinearCrossEntropy.apply(hidden, weight, labels, ignore_index, rows)
+        return _LinearCrossEntropy.apply(hidden, weight, labels, ignore_index, rows, torch.is_grad_enabled())
