@@ -152,7 +152,6 @@ def format_rows(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
-    ap.add_argument("--check-only", action="store_true", help="(the default; kept for old command lines)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench/gpu_model.py needs a CUDA GPU (torch.cuda.is_available() is False); run it on an H100/H200 "
