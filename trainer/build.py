@@ -4,16 +4,17 @@
     mcfg = build_model_config(cfg)                          # the model TOML (+ backend override), checked
     data = build_data(cfg, phase, mcfg)                     # corpus (tokenizer checked), this phase's mixture
     steps = plan_steps(cfg, phase, info)                    # WSD schedule, the phase's steps, accumulation
+    levers = plan_levers(cfg, info)                         # precision, FSDP2, weight casts, compile
     start = build_resume(cfg, phase, run_dir, steps, info, warn)  # checkpoint or step 0 (never silently)
     verify_data(cfg, data, info, log)                       # the parts it reads against the manifest
     check_run_dir(run_dir, info)                            # the run folder takes writes (IOFault if not)
-    model, fsdp = build_model(cfg, mcfg, info)              # seeded init (meta device when big), FSDP2
-    optimizer = build_optimizer(model, cfg, info.device)    # trainer.optim
-    restore(start, model, optimizer, info, run_dir)         # weights, AdamW and RNG state; stale temp folders
+    built = build_model(cfg, mcfg, info, levers, warn)      # model + AdamW with those levers applied
+    restore(start, built.model, built.optimizer, info, run_dir)  # weights, AdamW and RNG state; stale temps
     loader = build_loader(cfg, data, info, start)           # blended stream, positioned at start.step
 
 Each raises a ConfigError / CorpusError / CheckpointError / IOFault whose message names the file or key
-and the fix.
+and the fix. `levers.describe()` is the line a run prints about its speed levers (bf16 weight casts once per
+step, FSDP2 bf16 units, compiled blocks; trainer.perf does the work).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from jetmoe_core.io import IOFault
 from trainer import checkpoint as ckpt
 from trainer import dist as D
 from trainer.config import ConfigError, RunConfig
-from trainer.optim import WSDSchedule
+from trainer.optim import WSDSchedule, build_optimizer
 from trainer.writers import check_writable
 
 # A run-config key that changes the arithmetic of the run may not change on resume (it would silently
@@ -248,28 +249,103 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def build_model(cfg: RunConfig, mcfg, info: D.DistInfo) -> tuple[torch.nn.Module, bool]:
-    """The model, initialised from train.seed (the same on every rank, so the same as one process), on the
-    device; sharded with FSDP2 when it applies. A model too big for one rank's memory in fp32 is built on
-    the meta device and each rank materialises only its shards."""
-    from trainer.model import JetMoE, count_params
+@dataclass
+class Levers:
+    """The speed levers build_model applied, from train.precision, train.weight_casts, train.compile and
+    parallel.*; `describe()` is the line the run prints about them before its first step."""
 
+    precision: str
+    """"bf16" (autocast over fp32 master weights) or "fp32"."""
+    fsdp: bool
+    weights: str
+    """trainer.perf.weight_precision_plan's answer: "cast-cache", "fsdp-mixed" or "none"."""
+    compile: str
+    """The torch.compile backend of the blocks ("inductor", "aot_eager"), or "off"."""
+    compile_why: str
+    """Why compile is on or off (the key's value and what "auto" chose)."""
+    activation_checkpoint: bool
+
+    def describe(self) -> str:
+        casts = {"cast-cache": "matmul weights cast to bf16 once per optimizer step (cast cache)",
+                 "fsdp-mixed": "matmul weights gathered in bf16 once per step (FSDP2 bf16 units, fp32 reduce)",
+                 "none": ("matmul weights cast by autocast in every forward (train.weight_casts = per-forward)"
+                          if self.precision == "bf16" else "no weight casts")}[self.weights]
+        blocks = (f"blocks compiled with {self.compile} at their first forward" if self.compile != "off"
+                  else "blocks eager") + f" ({self.compile_why})"
+        ac = "activation checkpointing on" if self.activation_checkpoint else "no activation checkpointing"
+        return (f"speed: {self.precision}{' autocast' if self.precision == 'bf16' else ''}; {casts}; {blocks}; "
+                f"chunked cross-entropy (no [batch, seq, vocab] logits); {ac}")
+
+
+@dataclass
+class Trainable:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    levers: Levers
+
+
+def plan_levers(cfg: RunConfig, info: D.DistInfo) -> Levers:
+    """Which speed levers this run gets on this device (before any work: a choice that cannot apply, such
+    as train.weight_casts = "per-step" in fp32, is a ConfigError here)."""
+    from trainer.perf import weight_precision_plan
+
+    precision = precision_of(cfg, info)
+    fsdp = D.use_fsdp(cfg.parallel.fsdp, info)
+    if precision == "fp32" and cfg.train.weight_casts == "per-step":
+        how = ' is fp32 on CPU' if cfg.train.precision == "auto" else ''
+        raise ConfigError(f'train.weight_casts = "per-step" needs bf16 training, but this run trains in fp32 '
+                          f'(train.precision = "{cfg.train.precision}"{how}); set train.weight_casts = "auto" or '
+                          f'train.precision = "bf16"')
+    weights = weight_precision_plan(precision, fsdp, cfg.train.weight_casts)
+    mode = cfg.train.compile
+    if mode == "auto":
+        on = info.device.type == "cuda"
+        why = f"train.compile = auto: {'on for' if on else 'off on'} {info.device.type.upper()}"
+    else:
+        on, why = mode == "true", f"train.compile = {mode}"
+    return Levers(precision, fsdp, weights, cfg.train.compile_backend if on else "off", why,
+                  cfg.parallel.activation_checkpoint)
+
+
+def build_model(cfg: RunConfig, mcfg, info: D.DistInfo, levers: Levers | None = None, warn=None) -> Trainable:
+    """The model, initialised from train.seed, on the device with its optimizer and the speed levers of
+    `levers` (plan_levers' by default):
+
+    1. built on the meta device and initialised where it lives when that is a single GPU, or when it is
+       sharded and too big for one rank's memory in fp32 (each rank initialises only its shards); else on
+       the CPU and moved (the same weights on every rank, so N ranks start as one process does);
+    2. activation checkpointing of each block (parallel.activation_checkpoint);
+    3. FSDP2 (parallel.fsdp): bf16 matmul-weight units under the "fsdp-mixed" weight plan, else one fp32
+       unit per block, then the root;
+    4. trainer.optim's AdamW; the bf16 weight cast cache watching it under the "cast-cache" plan;
+    5. torch.compile of each block (train.compile); `warn(line)` gets the one line printed if it fails.
+    """
+    from trainer.model import JetMoE, count_params
+    from trainer.perf import apply_weight_precision, compile_blocks, shard_mixed_precision
+
+    levers = levers or plan_levers(cfg, info)
     seed_everything(cfg.train.seed)
     total, _ = count_params(mcfg)
-    big = info.distributed and total * 4 > 4 * 2 ** 30
-    with torch.device("meta") if big else contextlib.nullcontext():
+    on_meta = (info.device.type == "cuda" and not info.distributed) or (info.distributed and total * 4 > 4 * 2 ** 30)
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
         model = JetMoE(mcfg)
-    fsdp = D.use_fsdp(cfg.parallel.fsdp, info)
-    if cfg.parallel.activation_checkpoint:
+    if levers.activation_checkpoint:
         D.checkpoint_activations(model)
-    if not big:
+    if not on_meta:
         model.to(info.device)
-    if fsdp:
+    if levers.weights == "fsdp-mixed":
+        shard_mixed_precision(model, cfg.parallel.reshard_after_forward)
+    elif levers.fsdp:
         D.shard_model(model, cfg.parallel.reshard_after_forward)
-    if big:  # materialise the shards and init them; a checkpoint (if any) overwrites them
+    if on_meta:  # materialise (the shards) and init them; a checkpoint (if any) overwrites them
         model.to_empty(device=info.device)
         model.init_weights()
-    return model, fsdp
+    optimizer = build_optimizer(model, cfg, info.device)
+    if levers.weights == "cast-cache":
+        apply_weight_precision(model, levers.weights, optimizer)
+    if levers.compile != "off":
+        compile_blocks(model, backend=levers.compile, warn=warn)
+    return Trainable(model, optimizer, levers)
 
 
 def restore(start: Start, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: D.DistInfo,

@@ -34,8 +34,9 @@ def print_plan(run) -> None:
         measured = vals[len(vals) // 2]
     gpus = info.world_size if info.device.type == "cuda" else None
     print(f"== phase {run.phase}: {cfg.source} → {run.run_dir}  model {run.mcfg.name} "
-          f"({info.world_size} × {info.device.type}, {run.precision}, "
-          f"{'FSDP2' if run.fsdp else 'single process'})")
+          f"({info.world_size} × {info.device.type}, {run.levers.precision}, "
+          f"{'FSDP2' if run.levers.fsdp else 'single process'})")
+    print(run.levers.describe())
     print(f"steps {steps.start_of_phase}..{steps.end_step} of {steps.sched.total_steps} "
           f"(phase 1 = {steps.sched.phase1_steps}, warmup {steps.sched.warmup_steps}); "
           f"batch {cfg.train.batch_tokens} tokens = {steps.accum} micro-batch(es) × {cfg.data.micro_batch} × "

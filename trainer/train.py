@@ -39,7 +39,6 @@ from trainer.config import RunConfig, load_run_config
 from trainer.console import print_plan, print_summary, say
 from trainer.costs import model_flops_per_token
 from trainer.metrics import MetricsLog, device_peak_tflops
-from trainer.optim import build_optimizer
 from trainer.step import StepSetup, autocast_for, evaluate, train_step
 
 
@@ -59,8 +58,8 @@ class Run:
     data: B.Data
     steps: B.Steps
     start: B.Start
-    precision: str = "fp32"
-    fsdp: bool = False
+    levers: B.Levers
+    """The speed levers of this run (precision, FSDP2, weight casts, compile), applied by build_model."""
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -109,9 +108,10 @@ def _train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool) -> int:
     mcfg = B.build_model_config(cfg)
     data = B.build_data(cfg, phase, mcfg)
     steps = B.plan_steps(cfg, phase, info)
+    levers = B.plan_levers(cfg, info)
     start = B.build_resume(cfg, phase, run_dir, steps, info, warn=lambda m: say(info, f"warning: {m}"),
                            restart=restart)
-    run = Run(cfg, phase, run_dir, info, mcfg, data, steps, start)
+    run = Run(cfg, phase, run_dir, info, mcfg, data, steps, start, levers)
     if start.done:
         if info.is_main:
             print(f"phase {phase} of {run_dir} is already complete at step {start.step} ({start.found.path}); "
@@ -119,13 +119,11 @@ def _train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool) -> int:
         return 0
     B.verify_data(cfg, data, info, log=lambda m: say(info, m))
     B.check_run_dir(run_dir, info)
-    model, run.fsdp = B.build_model(cfg, mcfg, info)
-    optimizer = build_optimizer(model, cfg, info.device)
-    B.restore(start, model, optimizer, info, run_dir)
+    built = B.build_model(cfg, mcfg, info, levers, warn=lambda m: say(info, m))
+    B.restore(start, built.model, built.optimizer, info, run_dir)
     loader = B.build_loader(cfg, data, info, start)
-    run.precision = B.precision_of(cfg, info)
-    setup = StepSetup(model, optimizer, info, accum=steps.accum, grad_clip=cfg.optim.grad_clip,
-                      autocast=autocast_for(run.precision, info.device), fsdp=run.fsdp,
+    setup = StepSetup(built.model, built.optimizer, info, accum=steps.accum, grad_clip=cfg.optim.grad_clip,
+                      autocast=autocast_for(levers.precision, info.device), fsdp=levers.fsdp,
                       n_sources=len(loader.source_names))
     return run_phase(run, setup, loader)
 
