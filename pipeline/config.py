@@ -11,7 +11,9 @@ name the key and list the known ones)::
     [executor]      kind = "local" | "slurm" | "ray", workers; [executor.slurm], [executor.ray]
     [download]      mirror_root (a local folder laid out like the hub) or the hub; retries, max_workers
     [format]        tasks per source
-    [sources.<name>]  per-source overrides: tasks, stream, revision, allow_patterns, repo_id
+    [sources.<name>]  per-source overrides: tasks, stream, revision, allow_patterns, repo_id; or, under a new
+                    name, a source of your own: path or repo_id, format, text_field or chat_field, family, ...
+                    (``pipeline.sources.user``)
     [chat_template] how chat records become text (``pipeline.sources.chat.ChatTemplate``)
     [<section>]     the table of any registered stage (``Stage.section``), parsed into its ``Options``
 
@@ -163,6 +165,8 @@ class CorpusConfig:
     raw: dict[str, Any]
     cli_overrides: list[str] = field(default_factory=list)
     """The ``--section.key=value`` overrides applied to the file, as typed."""
+    user_specs: dict[str, Any] = field(default_factory=dict)
+    """Sources of your own (``[sources.<name>]`` with a path or repo_id and a format): name → SourceSpec."""
 
     @property
     def name(self) -> str:
@@ -235,13 +239,18 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
                 raise ConfigError(f"{path}: stage {name!r} runs after {dep!r}, which [corpus] stages does not "
                                   f"list; add {dep!r} to stages")
 
-    known = list(registry) if registry is not None else _known_sources()
+    recipe = list(registry) if registry is not None else _known_sources()
+    src_table = raw.get("sources", {})
+    if not isinstance(src_table, dict):
+        raise ConfigError(f"{path}: [sources] must be a table of [sources.<name>] tables")
+    user_specs = _user_sources(src_table, recipe, path)
+    known = recipe + list(user_specs)
     if corpus.sources == "all":
         sources = list(known)
     elif isinstance(corpus.sources, list):
         sources = list(corpus.sources)
         for name in sources:
-            _check_source(name, path, registry)
+            _check_source(name, path, registry, user=user_specs)
         if len(set(sources)) != len(sources):
             raise ConfigError(f"{path}: [corpus] sources lists a source twice")
     else:
@@ -249,15 +258,14 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
     if not sources:
         raise ConfigError(f"{path}: [corpus] sources is empty")
 
-    overrides: dict[str, SourceOverride] = {}
-    src_table = raw.get("sources", {})
-    if not isinstance(src_table, dict):
-        raise ConfigError(f"{path}: [sources] must be a table of [sources.<name>] tables")
+    overrides: dict[str, Any] = {}
     for name, table in src_table.items():
-        _check_source(name, path, registry, where=f"[sources.{name}]")
+        _check_source(name, path, registry, where=f"[sources.{name}]", user=user_specs)
         if name not in sources:
-            raise ConfigError(f"{path}: [sources.{name}] configures a source that [corpus] sources does not select")
-        overrides[name] = from_table(SourceOverride, table, source=path, where=f"sources.{name}")
+            raise ConfigError(f"{path}: [sources.{name}] configures a source that [corpus] sources does not select"
+                              + (f"; add {name!r} to [corpus] sources" if name in user_specs else ""))
+        overrides[name] = user_specs[name].options if name in user_specs else \
+            from_table(SourceOverride, table, source=path, where=f"sources.{name}")
 
     chat_template = _chat_template(raw.get("chat_template", {}), path)
 
@@ -275,7 +283,28 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
 
     return CorpusConfig(path=path, sha256=sha256, corpus=corpus, executor=executor, sources=sources,
                         overrides=overrides, chat_template=chat_template, options=options, raw=raw,
-                        cli_overrides=list(cli_overrides or []))
+                        cli_overrides=list(cli_overrides or []), user_specs=user_specs)
+
+
+def _user_sources(src_table: dict, recipe: list[str], path: Path) -> dict[str, Any]:
+    """The ``[sources.<name>]`` tables that declare data of your own (``pipeline.sources.user``), as specs."""
+    from pipeline.sources.user import USER_KEYS, UserSource, user_spec
+
+    out: dict[str, Any] = {}
+    for name, table in src_table.items():
+        if not isinstance(table, dict) or not any(k in table for k in USER_KEYS):
+            continue
+        if name in recipe:
+            raise ConfigError(f"{path}: [sources.{name}] names a recipe source, whose table only overrides tasks, "
+                              f"stream, revision, allow_patterns and repo_id; for data of your own "
+                              f"({', '.join(k for k in USER_KEYS if k in table)}) pick a new name, e.g. "
+                              f"[sources.my_{name}]")
+        opts = from_table(UserSource, table, source=path, where=f"sources.{name}")
+        try:
+            out[name] = user_spec(name, opts)
+        except ValueError as e:
+            raise ConfigError(f"{path}: [sources.{name}] {e}") from None
+    return out
 
 
 def _chat_template(table: Any, path: Path) -> dict[str, Any]:
@@ -295,15 +324,17 @@ def _known_sources() -> list[str]:
     return list(SOURCES)
 
 
-def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where: str = "[corpus] sources") -> None:
-    if registry is not None:
-        if name not in registry:
-            raise ConfigError(f"{path}: {where}: unknown source {name!r}{did_you_mean(name, registry)}; "
-                              f"known sources: {', '.join(registry)}")
-        return
-    from pipeline.sources import UnknownSourceError, get_source
+#: how to add a source of your own, appended to an unknown source's error
+OWN_DATA_HINT = ("; for data of your own, declare it: [sources.<name>] with path (a local folder) or repo_id, "
+                 "format and text_field (docs/sources.md, \"Your own data\")")
 
-    try:
-        get_source(name)
-    except UnknownSourceError as e:
-        raise ConfigError(f"{path}: {where}: {e}") from None
+
+def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where: str = "[corpus] sources",
+                  user: dict[str, Any] | None = None) -> None:
+    recipe = list(registry) if registry is not None else _known_sources()
+    user = user or {}
+    if name in recipe or name in user:
+        return
+    raise ConfigError(f"{path}: {where}: unknown source {name!r}{did_you_mean(name, [*recipe, *user])}; known "
+                      f"sources: {', '.join(recipe)}" + (f"; yours: {', '.join(user)}" if user else "")
+                      + OWN_DATA_HINT)

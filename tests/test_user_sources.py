@@ -1,0 +1,172 @@
+"""Your own data in the corpus config, no Python: `[sources.<name>]` with a folder or a hub repo, a format and a
+field (pipeline/sources/user.py). A corpus built from a folder of jsonl + parquet + chat files trains with a
+mixture that names its sources; bad settings stop the build with the file, the record and the fix."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, load_config
+from pipeline.dag import build
+from pipeline.dag.plan import BuildError, make_plan
+from pipeline.dag.runner import preflight
+from tests.corpus_kit.user_data import VOCAB, make_user_data, write_user_config
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = f"""[model]
+vocab_size = {VOCAB}
+d_model = 32
+n_layers = 2
+n_kv_heads = 2
+head_dim = 8
+n_experts = 4
+top_k = 2
+ffn_hidden = 64
+max_seq_len = 64
+"""
+
+
+@pytest.mark.slow
+def test_a_corpus_from_your_own_folder_trains(tmp_path):
+    """jsonl (a nested text field), parquet and a ShareGPT-style chat file → shards → a 4-step run whose
+    mixture names the three sources; each bad record is rejected with its reason and counted."""
+    root = make_user_data(tmp_path / "mine")
+    cfg = write_user_config(tmp_path, root)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "pipeline", "build", str(cfg), "--no-progress"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    manifest = json.loads((tmp_path / "shards/manifest.json").read_text())
+    assert sorted(manifest["sources"]) == ["chats", "notes", "pages"]
+    fmt = {s: manifest["sources"][s]["accounting"][0] for s in manifest["sources"]}
+    assert fmt["notes"]["rejected"] == {"missing_field": 1} and fmt["notes"]["docs_in"] == 41
+    assert fmt["pages"]["rejected"] == {"missing_field": 1}       # the null text of the parquet file
+    assert fmt["chats"]["rejected"] == {"wrong_type": 1}
+    rejects = (tmp_path / "work/notes/format/_rejects").glob("*.jsonl.gz")
+    import gzip
+    (reject,) = [json.loads(line) for p in rejects for line in gzip.open(p, "rt")]
+    assert reject["detail"] == "part-0.jsonl:41: field 'meta.body' missing"
+    doc = json.loads(gzip.open(tmp_path / "work/chats/format/00000.jsonl.gz", "rt").readline())
+    assert doc["text"].startswith("User: ") and "\n\nAssistant: " in doc["text"]   # the [chat_template]
+    note = json.loads(gzip.open(tmp_path / "work/notes/format/00000.jsonl.gz", "rt").readline())
+    assert note["id"] == "note-0" and note["metadata"]["meta.lang"] == "en"
+
+    (tmp_path / "model.toml").write_text(MODEL)
+    (tmp_path / "mix.toml").write_text('name = "mine"\n[sources]\nnotes = 2\npages = 1\nchats = 1\n')
+    from trainer.train import main
+    run = tmp_path / "run"
+    args = [str(REPO / "trainer/configs/tiny.toml"), "--phase", "1", "--run-dir", str(run),
+            f"--model.config={tmp_path / 'model.toml'}", f"--data.corpus={tmp_path / 'shards'}",
+            f"--data.phase1_mixture={tmp_path / 'mix.toml'}", f"--data.phase2_mixture={tmp_path / 'mix.toml'}",
+            "--data.seq_len=32", "--data.micro_batch=4", "--train.batch_tokens=128", "--train.phase1_tokens=512",
+            "--train.phase2_tokens=256", "--schedule.warmup_tokens=128", "--log.progress=false",
+            "--log.val_every_steps=100", "--log.tensorboard=false", "--train.threads=1"]
+    assert main(args) == 0
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    drawn = {s for r in recs if r["kind"] == "train" for s in r["source_tokens"]}
+    assert drawn == {"notes", "pages", "chats"}
+    assert {s for r in recs if r["kind"] == "val" for s in r["loss"]} == {"notes", "pages", "chats"}
+
+
+@pytest.fixture()
+def user_config(tmp_path):
+    root = make_user_data(tmp_path / "mine", n=3)
+    return tmp_path, root, write_user_config(tmp_path, root)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("--sources.notes.format=jsnl", "sources.notes.format = 'jsnl'; choose one of 'parquet', 'jsonl', 'jsonl.zst', "
+                                    "'json.gz', 'json'; did you mean 'jsonl'?"),
+    ("--sources.notes.repo_id=me/notes", "give path (a local folder) or repo_id (a hub dataset), one of the two"),
+    ("--sources.notes.chat_field=talk", "give text_field (the field holding the text) or chat_field"),
+    ("--sources.pages.revision=abc", "revision and stream are for a hub repo_id"),
+    ('--corpus.sources=["notes", "pagez"]', "unknown source 'pagez'; did you mean 'pages'?; known sources: "),
+    ('--corpus.sources=["notes", "chats"]', "[sources.pages] configures a source that [corpus] sources does not "
+                                            "select; add 'pages' to [corpus] sources"),
+    ("--sources.refinedweb.path=data", "[sources.refinedweb] names a recipe source"),
+    ("--sources.mine.tasks=2", "unknown source 'mine'"),
+])
+def test_bad_settings_are_config_errors(user_config, override, needle):
+    _, _, cfg = user_config
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg, overrides=[override])
+    assert needle in str(e.value), str(e.value)
+    if "unknown source" in needle:
+        assert "for data of your own, declare it: [sources.<name>] with path" in str(e.value)
+
+
+@pytest.mark.parametrize("override,needles", [
+    ("--sources.notes.path={root}/nope", ["[sources.notes] path = ", "no such folder", "/nope"]),
+    ("--sources.notes.text_field=meta.txt", [
+        "[sources.notes] text_field = 'meta.txt': field 'meta.txt' is absent ('meta' has fields: body, lang) in the "
+        "first record of {root}/notes/part-0.jsonl:1"]),
+    ("--sources.pages.text_field=body", [
+        "field 'body' is absent (the record has fields: text, url) in the first record of "
+        "{root}/pages/2024/shard-0.parquet#row 0"]),
+    ("--sources.notes.allow_patterns=[\"*.csv\"]", ["no file under", "matches allow_patterns ['*.csv']",
+                                                     "files there: part-0.jsonl"]),
+    ("--sources.chats.id_field=uid", ["id_field = 'uid': field 'uid' is absent (the record has fields: "
+                                      "conversation)"]),
+])
+def test_what_the_data_lacks_stops_the_build_before_it_starts(user_config, override, needles):
+    d, root, cfg = user_config
+    plan = make_plan(load_config(cfg, overrides=[override.format(root=root)]))
+    with pytest.raises(BuildError) as e:
+        preflight(plan)
+    for needle in needles:
+        assert needle.format(root=root) in str(e.value), str(e.value)
+    assert not (d / "work").exists()
+
+
+def test_the_command_line_says_it_in_one_line(user_config):
+    d, root, cfg = user_config
+    r = subprocess.run([sys.executable, "-m", "pipeline", "build", str(cfg), "--sources.notes.text_field=body"],
+                       cwd=d, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("error: [sources.notes] text_field = 'body'"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_hub_repo_of_your_own(fake_hub, tmp_path):
+    """repo_id + revision + allow_patterns: downloaded like a recipe source; a field missing from a file's first
+    record fails that file's format task with the file, the line and the fields it has."""
+    server, _ = fake_hub
+    make_user_data(server.root / "me/data", n=3)
+    sources = f"""
+[sources.notes]
+repo_id = "me/data"
+revision = "main"
+allow_patterns = ["notes/*.jsonl"]
+format = "jsonl"
+text_field = "meta.body"
+
+[download]
+endpoint = "{server.url}"
+retries = 1
+backoff_s = 0.01
+"""
+    cfg = write_user_config(tmp_path, tmp_path, sources=sources, selected='["notes"]',
+                            stages='["download", "format"]')
+    out = {o.unit: o for o in build(cfg, progress=False)}
+    assert {o.state for o in out.values()} == {"done"}, out
+    listing = json.loads((tmp_path / "work/notes/download/files.json").read_text())
+    assert listing["mode"] == "hub" and [f["relpath"] for f in listing["files"]] == ["notes/part-0.jsonl"]
+    done = json.loads((tmp_path / "work/notes/format/_DONE.json").read_text())
+    assert done["accounts"]["notes"]["docs_out"] == 3
+
+    bad = {o.unit: o for o in build(load_config(cfg, overrides=["--sources.notes.text_field=body"]),
+                                    progress=False)}
+    (fail,) = bad["format/notes"].failures
+    assert "text_field = 'body': field 'body' is absent (the record has fields: id, meta) in the first record of " \
+           "me/data/notes/part-0.jsonl:1" in fail["error"], fail
+
+
+def test_corpus_sources_override_takes_a_list():
+    """`--corpus.sources='["a", "b"]'` (the way to build a subset, docs/corpus.md) is read as a list."""
+    cfg = load_config(REPO / "pipeline/configs/sample.toml", overrides=['--corpus.sources=["refinedweb", "oasst"]'])
+    assert cfg.sources == ["refinedweb", "oasst"]
