@@ -50,13 +50,15 @@ CORE_TABLES = ("corpus", "executor", "sources", "chat_template")
 # ---------------------------------------------------------------------------------------------- schema
 @dataclass
 class SlurmOptions:
-    partition: str = "cpu"
-    """Slurm partition the array jobs go to."""
+    partition: str | None = None
+    """Slurm partition the array jobs go to; None: the cluster's default partition (sbatch without
+    --partition). Set it in the file or on the command line: --executor.slurm.partition=<name> (`sinfo -s`)."""
     time: str = "12:00:00"
     """Wall-clock limit per array task (sbatch --time)."""
     cpus_per_task: int = 1
     mem_per_cpu_gb: float = 2
-    qos: str = "normal"
+    qos: str | None = None
+    """Slurm QOS; None: the account's default (no --qos)."""
     venv_path: str | None = ".venv/bin/activate"
     """Sourced at the start of every job so the nodes run this project's environment."""
     env_command: str | None = None
@@ -69,6 +71,10 @@ class SlurmOptions:
     """Where Slurm writes its .out files; default: <work_dir>/_slurm_logs/<job>."""
 
     def validate(self) -> None:
+        for key in ("partition", "qos"):
+            if getattr(self, key) == "":
+                raise ValueError(f"{key} is empty: name one (`sinfo -s` lists the partitions), or leave the key out "
+                                 f"for the cluster's default")
         if not re.fullmatch(r"\d+(-\d{1,2}(:\d{2}){0,2}|(:\d{2}){0,2})", self.time):
             raise ValueError(f"time = {self.time!r} is not a Slurm time limit: write minutes, \"HH:MM:SS\" or "
                              f"\"D-HH:MM:SS\", e.g. \"12:00:00\"")
@@ -258,12 +264,11 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
     if not sources:
         raise ConfigError(f"{path}: [corpus] sources is empty")
 
+    # a table of a source this build does not select is checked and left unused, so one config (jetmoe.toml)
+    # builds any subset of its sources: --corpus.sources='["refinedweb", "starcoder"]'
     overrides: dict[str, Any] = {}
     for name, table in src_table.items():
         _check_source(name, path, registry, where=f"[sources.{name}]", user=user_specs)
-        if name not in sources:
-            raise ConfigError(f"{path}: [sources.{name}] configures a source that [corpus] sources does not select"
-                              + (f"; add {name!r} to [corpus] sources" if name in user_specs else ""))
         overrides[name] = user_specs[name].options if name in user_specs else \
             from_table(SourceOverride, table, source=path, where=f"sources.{name}")
 
