@@ -77,4 +77,4 @@ bench: setup ## run the benchmarks in bench/ (each prints one JSON line of figur
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean: ## remove build outputs (keeps .venv)
-	rm -rf work shards/sample runs reports exports
+	rm -rf work shards/sample shards/chat_sample runs reports exports

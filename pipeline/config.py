@@ -7,7 +7,9 @@
 Layout of the file (every table is optional except ``[corpus]``; unknown tables and keys are errors that
 name the key and list the known ones)::
 
-    [corpus]        name, work_dir, shards_dir, sources ("all" or a list), stages (the DAG, by stage name), seed
+    [corpus]        name, work_dir, shards_dir, sources ("all": every pretraining source; or a list), stages
+                    (the DAG, by stage name), seed. A corpus holds pretraining sources or alignment (sft/dpo)
+                    sources, not both.
     [executor]      kind = "local" | "slurm" | "ray", workers; [executor.slurm], [executor.ray]
     [download]      mirror_root (a local folder laid out like the hub) or the hub; retries, max_workers
     [format]        tasks per source
@@ -245,12 +247,12 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
                 raise ConfigError(f"{path}: stage {name!r} runs after {dep!r}, which [corpus] stages does not "
                                   f"list; add {dep!r} to stages")
 
-    recipe = list(registry) if registry is not None else _known_sources()
+    recipe = list(registry) if registry is not None else _catalog()
     src_table = raw.get("sources", {})
     if not isinstance(src_table, dict):
         raise ConfigError(f"{path}: [sources] must be a table of [sources.<name>] tables")
     user_specs = _user_sources(src_table, recipe, path)
-    known = recipe + list(user_specs)
+    known = _pretrain_sources(registry) + list(user_specs)
     if corpus.sources == "all":
         sources = list(known)
     elif isinstance(corpus.sources, list):
@@ -263,6 +265,7 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
         raise ConfigError(f"{path}: [corpus] sources must be \"all\" or a list of source names")
     if not sources:
         raise ConfigError(f"{path}: [corpus] sources is empty")
+    _check_kinds(sources, path, registry, user_specs)
 
     # a table of a source this build does not select is checked and left unused, so one config (jetmoe.toml)
     # builds any subset of its sources: --corpus.sources='["refinedweb", "starcoder"]'
@@ -323,10 +326,36 @@ def _chat_template(table: Any, path: Path) -> dict[str, Any]:
     return {k: getattr(typed, k) for k in table}
 
 
-def _known_sources() -> list[str]:
-    from pipeline.sources import SOURCES
+def _kind(name: str, registry: dict[str, Any] | None) -> str:
+    if registry is None:
+        from pipeline.sources import get_source
 
-    return list(SOURCES)
+        return get_source(name).kind
+    return getattr(registry[name], "kind", "pretrain")
+
+
+def _pretrain_sources(registry: dict[str, Any] | None) -> list[str]:
+    """What ``sources = "all"`` selects: every pretraining source (the alignment sets are listed by name)."""
+    if registry is None:
+        from pipeline.sources import sources_of_kind
+
+        return sources_of_kind("pretrain")
+    return [n for n in registry if _kind(n, registry) == "pretrain"]
+
+
+def _check_kinds(sources: list[str], path: Path, registry: dict[str, Any] | None,
+                 user: dict[str, Any] | None = None) -> None:
+    """A corpus is pretraining text or alignment data (SFT and DPO sets), never both: the two are read by
+    different loaders, and the pretraining loader refuses a corpus holding any other kind."""
+    user = user or {}
+    kinds = {n: user[n].kind if n in user else _kind(n, registry) for n in sources}
+    pre = [n for n, k in kinds.items() if k == "pretrain"]
+    other = [n for n, k in kinds.items() if k != "pretrain"]
+    if pre and other:
+        raise ConfigError(f"{path}: [corpus] sources mixes pretraining sources ({', '.join(pre[:3])}"
+                          f"{', ...' if len(pre) > 3 else ''}) with alignment sources "
+                          f"({', '.join(f'{n} ({kinds[n]})' for n in other)}); build them as two corpora, as "
+                          f"pipeline/configs/sample.toml and pipeline/configs/chat_sample.toml do")
 
 
 #: how to add a source of your own, appended to an unknown source's error
@@ -334,9 +363,15 @@ OWN_DATA_HINT = ("; for data of your own, declare it: [sources.<name>] with path
                  "format and text_field (docs/sources.md, \"Your own data\")")
 
 
+def _catalog() -> list[str]:
+    from pipeline.sources import SOURCES
+
+    return list(SOURCES)
+
+
 def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where: str = "[corpus] sources",
                   user: dict[str, Any] | None = None) -> None:
-    recipe = list(registry) if registry is not None else _known_sources()
+    recipe = list(registry) if registry is not None else _catalog()
     user = user or {}
     if name in recipe or name in user:
         return

@@ -6,7 +6,9 @@
     python -m pipeline inspect shards/sample --json             # the statistics for machines
 
 Reads the parts memory-mapped through the manifest (nothing is loaded whole), so it is quick on any size.
-Token statistics are per document and count the EOS token: mean, median, p95 and max length.
+Token statistics are per document and count the EOS token: mean, median, p95 and max length. For an SFT source
+a document is a conversation; for a DPO source a pair, its tokens those of the prompt and both answers, and
+a decoded pair shows the prompt with the chosen answer, then the rejected one.
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from jetmoe_core import shards as contract
 
-def _lengths(path: Path) -> np.ndarray:
+
+def _lengths(path: Path, kind: str = "pretrain") -> np.ndarray:
     with pa.memory_map(str(path)) as f:
-        col = ipc.open_file(f).read_all().column("input_ids")
-        return np.concatenate([np.diff(c.offsets.to_numpy()) for c in col.chunks] or [np.zeros(0, np.int64)])
+        table = ipc.open_file(f).read_all()
+        return sum(np.concatenate([np.diff(c.offsets.to_numpy()) for c in table.column(col).chunks]
+                                  or [np.zeros(0, np.int64)]) for col in contract.TOKEN_COLUMNS[kind])
 
 
 def source_stats(root: Path, src: dict) -> dict:
     out = {}
+    kind = contract.source_kind(src)
     for split, sp in sorted(src["splits"].items()):
-        lens = [_lengths(root / p["path"]) for p in sp["parts"]]
+        lens = [_lengths(root / p["path"], kind) for p in sp["parts"]]
         lens = np.concatenate(lens) if lens else np.zeros(0, np.int64)
         out[split] = {"parts": len(sp["parts"]), "docs": int(len(lens)), "tokens": int(lens.sum()),
                       "mean": float(lens.mean()) if len(lens) else 0.0,
@@ -42,15 +48,17 @@ def source_stats(root: Path, src: dict) -> dict:
 
 def decoded_docs(root: Path, src: dict, split: str, n: int, tokenizer) -> list[tuple[str, int, str]]:
     docs = []
+    columns = contract.TOKEN_COLUMNS[contract.source_kind(src)]
     for p in src["splits"].get(split, {}).get("parts", []):
         with pa.memory_map(str(root / p["path"])) as f:
             table = ipc.open_file(f).read_all()
-            ids = table.column("input_ids")
             names = table.column("doc_id") if "doc_id" in table.column_names else None
             for i in range(min(n - len(docs), table.num_rows)):
-                toks = ids[i].values.to_numpy()
-                docs.append((names[i].as_py() if names is not None else f"#{i}", len(toks),
-                             tokenizer.decode(toks.tolist(), skip_special_tokens=False)))
+                toks = [table.column(c)[i].values.to_numpy().tolist() for c in columns]
+                text = [tokenizer.decode(t, skip_special_tokens=False) for t in toks]
+                if len(text) == 3:  # a DPO pair: the prompt with the chosen answer, then the rejected one
+                    text = [text[0] + text[1], "\n[rejected] " + text[2]]
+                docs.append((names[i].as_py() if names is not None else f"#{i}", sum(map(len, toks)), "".join(text)))
         if len(docs) >= n:
             break
     return docs

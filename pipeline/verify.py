@@ -3,13 +3,15 @@
     python -m pipeline verify shards/sample          # manifest, tokenizer, every part, accounting
     python -m pipeline verify shards/sample --deep   # also: every token id < vocab size (reads all tokens)
 
-Checks: manifest keys and format version; tokenizer.json sha256 and vocab size; each part's size and sha256;
-Arrow IPC file format, uncompressed and memory-mapped without copies; schema (``input_ids`` list of the
-manifest's dtype) and metadata (format version, tokenizer sha256, vocab size, eos id, dtype); every document
-non-empty and ending with EOS;
-per part, split and source the document and token counts; no part file the manifest does not list; per
-source the accounting chain (each stage balances, feeds the next, and the last stage's output equals the
-documents in the shards).
+Checks: manifest keys and format version; tokenizer.json sha256 and vocab size; each source's kind
+(``pretrain``, ``sft``, ``dpo``) and part format; each part's size and sha256; Arrow IPC file format,
+uncompressed and memory-mapped without copies; schema (the kind's token columns, lists of the manifest's dtype;
+an SFT ``loss_mask`` of uint8) and metadata (the kind's format version, tokenizer sha256, vocab size, eos id,
+dtype); the rows, by kind (``pipeline.verify_rows``: documents ending with EOS; masks of 0/1 as long as their
+ids, a trained token in every conversation, EOS closing every assistant turn; non-empty DPO lists whose answers
+end with EOS); per part, split and source the row, token (and trained-token) counts; no part file the manifest
+does not list; per source the accounting chain (each stage balances, feeds the next, and the last stage's
+output equals the rows in the shards).
 Prints a table per source and split, then each problem; exits 0 when there is none, 1 otherwise.
 """
 
@@ -20,7 +22,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from tokenizers import Tokenizer
@@ -29,9 +30,11 @@ from jetmoe_core import shards as contract
 from jetmoe_core.io import sha256_file
 
 from pipeline.accounting import AccountingError, StageAccount, check_chain
+from pipeline.verify_rows import check_rows
 
 
-def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep: bool) -> list[str]:
+def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep: bool,
+               kind: str = "pretrain") -> list[str]:
     bad = []
     if path.stat().st_size != part.get("bytes"):
         bad.append(f"{path}: {path.stat().st_size} bytes, manifest says {part.get('bytes')}")
@@ -46,36 +49,25 @@ def check_part(path: Path, part: dict, tok_sha: str, vocab: int, eos: int, deep:
         if pa.total_allocated_bytes() - before > (1 << 20):
             bad.append(f"{path}: reading it allocated memory: compressed, so not zero-copy")
         fmt = contract.read_metadata(table.schema).get("format")
-        if fmt != contract.FORMAT:
-            bad.append(f"{path}: schema metadata format = {fmt!r}; this version reads {contract.FORMAT!r}: "
-                       f"rebuild the corpus with this version of the builder")
-        schema_bad = contract.check_schema(table.schema, vocab_size=vocab, tokenizer_sha256=tok_sha, eos_id=eos)
+        if fmt != contract.FORMATS[kind]:
+            other = contract.KIND_OF_FORMAT.get(fmt)
+            bad.append(f"{path}: schema metadata format = {fmt!r}, " + (
+                f"the format of {other} parts, in a source the manifest says is {kind}" if other else
+                f"but a {kind} part of this version is {contract.FORMATS[kind]!r}: rebuild the corpus with this "
+                f"version of the builder"))
+        schema_bad = contract.check_schema(table.schema, vocab_size=vocab, tokenizer_sha256=tok_sha, eos_id=eos,
+                                           kind=kind)
         bad += [f"{path}: {b}" for b in schema_bad]
-        if any(contract.INPUT_IDS in b for b in schema_bad):
+        columns = contract.TOKEN_COLUMNS[kind] + ((contract.LOSS_MASK,) if kind == "sft" else ())
+        if any(c in b for b in schema_bad for c in columns):
             return bad
-        col = table.column(contract.INPUT_IDS)
-        n_tok = 0
-        for chunk in col.chunks:  # offsets and values straight from the mapped buffers, as the trainer reads them
-            offsets = contract.list_offsets(chunk)
-            values = chunk.values.to_numpy(zero_copy_only=True)
-            lengths = np.diff(offsets)
-            if (lengths < 1).any():
-                bad.append(f"{path}: {(lengths < 1).sum()} empty documents (each needs at least its EOS)")
-                break
-            ends = values[offsets[1:] - offsets[0] - 1]
-            if (ends != eos).any():
-                bad.append(f"{path}: {(ends != eos).sum()} documents do not end with EOS {eos}")
-            if deep and len(values) and int(values.max()) >= vocab:
-                bad.append(f"{path}: token id {int(values.max())} >= vocab size {vocab}")
-            n_tok += int(lengths.sum())
-        if contract.N_TOKENS in table.column_names:
-            lens = np.concatenate([np.diff(contract.list_offsets(c)) for c in col.chunks] or [[]])
-            if not np.array_equal(table.column(contract.N_TOKENS).to_numpy(), lens):
-                bad.append(f"{path}: n_tokens column differs from the input_ids lengths")
+        rows_bad, counts = check_rows(kind, table, eos_id=eos, vocab_size=vocab, deep=deep)
+        bad += [f"{path}: {b}" for b in rows_bad]
         if part.get("n_docs") != table.num_rows:
-            bad.append(f"{path}: {table.num_rows} documents, manifest says {part.get('n_docs')}")
-        if part.get("n_tokens") != n_tok:
-            bad.append(f"{path}: {n_tok} tokens, manifest says {part.get('n_tokens')}")
+            bad.append(f"{path}: {table.num_rows} rows, manifest says {part.get('n_docs')}")
+        for key, n in counts.items():
+            if part.get(key) != n:
+                bad.append(f"{path}: {n} {key[2:]} tokens, manifest says {part.get(key)}")
     return bad
 
 
@@ -112,22 +104,31 @@ def verify(root: Path, deep: bool = False, out=sys.stdout) -> list[str]:
     for name, src in sorted(man["sources"].items()):
         if not contract.SOURCE_NAME.fullmatch(name):
             bad.append(f"source name {name!r}: must be [a-z0-9_]+")
+        try:
+            kind = contract.source_kind(src, f"{man_path}: sources.{name}:")
+        except contract.KindError as e:
+            bad.append(str(e))
+            continue
+        if src.get("format", contract.FORMATS[kind]) != contract.FORMATS[kind]:
+            bad.append(f"{man_path}: sources.{name}.format = {src.get('format')!r}, but a {kind} source's parts are "
+                       f"{contract.FORMATS[kind]!r}")
+        keys = ("n_docs", "n_tokens") + ((contract.N_TRAINED,) if kind == "sft" else ())
         n_docs = 0
         for split, sp in sorted(src.get("splits", {}).items()):
-            docs = toks = 0
+            sums = dict.fromkeys(keys, 0)
             for part in sp.get("parts", []):
                 p = root / part["path"]
                 if not p.is_file():
                     bad.append(f"{p}: missing (listed in the manifest)")
                     continue
-                bad += check_part(p, part, tok_sha, vocab, eos, deep)
-                docs += part.get("n_docs", 0)
-                toks += part.get("n_tokens", 0)
-            if (sp.get("n_docs"), sp.get("n_tokens")) != (docs, toks):
-                bad.append(f"{name}/{split}: totals {sp.get('n_docs')} docs / {sp.get('n_tokens')} tokens != "
-                           f"sum of parts {docs} / {toks}")
-            n_docs += docs
-            rows.append((name, split, len(sp.get("parts", [])), docs, toks))
+                bad += check_part(p, part, tok_sha, vocab, eos, deep, kind)
+                for key in keys:
+                    sums[key] += part.get(key, 0)
+            if any(sp.get(key) != n for key, n in sums.items()):
+                bad.append(f"{name}/{split}: totals " + " / ".join(f"{sp.get(k)} {k[2:]}" for k in keys) +
+                           " != sum of parts " + " / ".join(f"{n} {k[2:]}" for k, n in sums.items()))
+            n_docs += sums["n_docs"]
+            rows.append((name, kind, split, len(sp.get("parts", [])), sums["n_docs"], sums["n_tokens"]))
         if "train" not in src.get("splits", {}):
             bad.append(f"{name}: no train split")
         try:
@@ -146,9 +147,9 @@ def verify(root: Path, deep: bool = False, out=sys.stdout) -> list[str]:
             if str(p) not in listed:
                 bad.append(f"{p}: not in the manifest (left by an earlier build?); delete it, or rebuild the corpus")
     w = max([len(r[0]) for r in rows] + [6])
-    print(f"{'source':<{w}}  split  parts        docs          tokens", file=out)
-    for name, split, n_parts, docs, toks in rows:
-        print(f"{name:<{w}}  {split:<5}  {n_parts:>5}  {docs:>10,}  {toks:>14,}", file=out)
+    print(f"{'source':<{w}}  kind      split  parts        docs          tokens", file=out)
+    for name, kind, split, n_parts, docs, toks in rows:
+        print(f"{name:<{w}}  {kind:<8}  {split:<5}  {n_parts:>5}  {docs:>10,}  {toks:>14,}", file=out)
     return bad
 
 

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from pipeline.sources import (SOURCES, ChatTemplate, ChatTemplateError, UnknownSourceError, get_source,
-                              input_groups)
+                              input_groups, sources_of_kind)
 from pipeline.sources.base import FAMILIES, FILE_FORMATS
 
 DESIGN_NAMES = [
@@ -16,12 +16,19 @@ DESIGN_NAMES = [
 ]
 
 
+ALIGNMENT_NAMES = ["sft_ultrachat", "sft_airoboros", "sft_code_feedback", "sft_orca_math", "sft_systemchat",
+                   "sft_capybara", "dpo_ultrafeedback"]
+
+
 def test_all_22_design_names():
-    assert list(SOURCES) == DESIGN_NAMES
-    assert len(SOURCES) == 22
+    assert sources_of_kind("pretrain") == DESIGN_NAMES
+    assert len(DESIGN_NAMES) == 22
+    # then the seven alignment sets of the chat model, six SFT and one DPO
+    assert list(SOURCES) == DESIGN_NAMES + ALIGNMENT_NAMES
+    assert sources_of_kind("sft") == ALIGNMENT_NAMES[:6] and sources_of_kind("dpo") == ALIGNMENT_NAMES[6:]
 
 
-@pytest.mark.parametrize("name", DESIGN_NAMES)
+@pytest.mark.parametrize("name", DESIGN_NAMES + ALIGNMENT_NAMES)
 def test_spec_fields_are_well_formed(name):
     spec = SOURCES[name]
     assert spec.name == name and re.fullmatch(r"[a-z0-9_]+", name)
@@ -83,7 +90,7 @@ def test_chat_template_from_dict_zephyr_and_errors():
         ChatTemplate().render([("tool", "x")])
 
 
-@pytest.mark.parametrize("name", DESIGN_NAMES)
+@pytest.mark.parametrize("name", DESIGN_NAMES + ALIGNMENT_NAMES)
 def test_specs_pickle_with_their_adapters(name):
     """datatrove ships readers to worker processes: a spec must survive plain pickle, adapter included."""
     import pickle

@@ -1,6 +1,6 @@
 """Rebuild the embedded sample corpus: a small local mirror of every hub dataset the recipe reads.
 
-    python -m tools.make_samples                        # rebuild all 22 sources' files in pipeline/samples/
+    python -m tools.make_samples                        # rebuild every source's files in pipeline/samples/
     python -m tools.make_samples --only stackmathqa xp3x
     python -m tools.make_samples --out /tmp/s --check   # rebuild elsewhere, compare with the committed files
 
@@ -30,6 +30,8 @@ if __package__ in (None, ""):  # run as a file (python tools/make_samples.py): m
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.sources import SAMPLES_DIR  # noqa: E402
+from tools.samples.alignment import (make_airoboros, make_capybara, make_code_feedback, make_orca_math,  # noqa: E402
+                                     make_systemchat, make_ultrafeedback)
 from tools.samples.chat import (make_code290k, make_commitpackft, make_evol_codealpaca, make_magicoder,  # noqa: E402
                                 make_oasst, make_octopack, make_openhermes, make_stackmathqa, make_templategsm,
                                 make_ultrachat, make_xp3x)
@@ -44,9 +46,13 @@ MAKERS = {
     "commitpackft": make_commitpackft, "openhermes": make_openhermes, "ultratextbooks": make_ultratextbooks,
     "ultrachat": make_ultrachat, "magicoder": make_magicoder, "evol_codealpaca": make_evol_codealpaca,
     "code290k_sharegpt": make_code290k,
+    # the alignment sets (sft_ultrachat reads the ultrachat maker's file)
+    "sft_airoboros": make_airoboros, "sft_code_feedback": make_code_feedback, "sft_orca_math": make_orca_math,
+    "sft_systemchat": make_systemchat, "sft_capybara": make_capybara, "dpo_ultrafeedback": make_ultrafeedback,
 }
 #: the makers that read neither the stdlib sources nor the docstrings (fast: used by the tests)
-LIGHT = ("stackmathqa", "templategsm")
+LIGHT = ("stackmathqa", "templategsm", "sft_airoboros", "sft_code_feedback", "sft_orca_math", "sft_systemchat",
+         "sft_capybara", "dpo_ultrafeedback")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,10 @@
-"""The 22 dataset sources of the JetMoE recipe: where each lives on the hub and how a row becomes a document.
+"""The dataset sources of the JetMoE recipe: where each lives on the hub and how a row becomes a document.
 
-    from pipeline.sources import SOURCES, get_source, input_groups, SAMPLES_DIR
+The 22 pretraining datasets (kind ``pretrain``) and the 7 alignment sets of the chat model (kind ``sft``: six
+conversation sets; ``dpo``: UltraFeedback's preference pairs; ``pipeline.sources.alignment``).
+
+    from pipeline.sources import SOURCES, get_source, input_groups, sources_of_kind, SAMPLES_DIR
+    sources_of_kind("pretrain")                                   # the 22, in the project's order
     spec = get_source("refinedweb")
     for path, relpath in spec.local_files(SAMPLES_DIR):          # the embedded sample (or a hub snapshot)
         for item in spec.read(path, relpath=relpath):             # Document | Rejected
@@ -18,8 +22,8 @@ from typing import Iterable
 
 from jetmoe_core.config import did_you_mean
 
-from pipeline.sources import chat_sets, code, web
-from pipeline.sources.base import (FAMILIES, FILE_FORMATS, BadRecord, CorruptFileError, Rejected, Row,
+from pipeline.sources import alignment, chat_sets, code, web
+from pipeline.sources.base import (FAMILIES, FILE_FORMATS, KINDS, BadRecord, CorruptFileError, Rejected, Row,
                                    SourceSpec, UnknownSourceError)
 from pipeline.sources.chat import ChatTemplate, ChatTemplateError
 
@@ -32,17 +36,29 @@ ORDER = (
     "algebraic_stack", "openwebmath", "stackmathqa", "templategsm", "oasst", "oasst_octopack", "xp3x",
     "commitpackft", "openhermes", "ultratextbooks", "ultrachat", "magicoder_evol", "magicoder_oss",
     "evol_codealpaca", "code290k_sharegpt",
+    # the alignment sets: SFT, then DPO
+    "sft_ultrachat", "sft_airoboros", "sft_code_feedback", "sft_orca_math", "sft_systemchat", "sft_capybara",
+    "dpo_ultrafeedback",
 )
 
 
 def _build() -> dict[str, SourceSpec]:
-    specs = {s.name: s for s in (*web.SPECS, *code.SPECS, *chat_sets.SPECS)}
-    if set(specs) != set(ORDER) or len(specs) != len(web.SPECS) + len(code.SPECS) + len(chat_sets.SPECS):
+    all_specs = (*web.SPECS, *code.SPECS, *chat_sets.SPECS, *alignment.SPECS)
+    specs = {s.name: s for s in all_specs}
+    if set(specs) != set(ORDER) or len(specs) != len(all_specs):
         raise RuntimeError(f"source catalog out of sync: {sorted(set(specs) ^ set(ORDER))}")
     return {name: specs[name] for name in ORDER}
 
 
 SOURCES: dict[str, SourceSpec] = _build()
+
+
+def sources_of_kind(*kinds: str) -> list[str]:
+    """Names of the sources of these kinds, in catalog order."""
+    for k in kinds:
+        if k not in KINDS:
+            raise ValueError(f"kind {k!r} is not one of {KINDS}")
+    return [n for n, s in SOURCES.items() if s.kind in kinds]
 
 
 def get_source(name: str) -> SourceSpec:
@@ -66,7 +82,7 @@ def input_groups(names: Iterable[str]) -> dict[str, list[SourceSpec]]:
 
 
 __all__ = [
-    "SOURCES", "ORDER", "SAMPLES_DIR", "get_source", "input_groups", "SourceSpec", "Rejected", "Row",
+    "SOURCES", "ORDER", "SAMPLES_DIR", "get_source", "input_groups", "sources_of_kind", "KINDS", "SourceSpec", "Rejected", "Row",
     "BadRecord", "CorruptFileError", "UnknownSourceError", "ChatTemplate", "ChatTemplateError", "FAMILIES",
     "FILE_FORMATS",
 ]

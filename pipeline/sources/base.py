@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from datatrove.data import Document
+# a source's kind is the shard contract's: pretraining text, SFT conversations or DPO pairs
+from jetmoe_core.shards import KINDS
 
 from pipeline.sources.formats import FILE_FORMATS, iter_records
 from pipeline.sources.records import RAW_LIMIT, BadRecord, CorruptFileError, Rejected, Row, raw_excerpt
@@ -26,7 +28,7 @@ from pipeline.sources.records import RAW_LIMIT, BadRecord, CorruptFileError, Rej
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.sources.chat import ChatTemplate
 
-__all__ = ["SourceSpec", "Adapter", "FileAdapter", "FAMILIES", "FILE_FORMATS", "UnknownSourceError", "Row",
+__all__ = ["SourceSpec", "Adapter", "FileAdapter", "FAMILIES", "KINDS", "FILE_FORMATS", "UnknownSourceError", "Row",
            "Rejected", "BadRecord", "CorruptFileError", "RAW_LIMIT"]
 
 FAMILIES = ("web", "code", "chat")
@@ -76,12 +78,16 @@ class SourceSpec:
     #: for a group: the member a bad record belongs to, read from what of the record is readable (the Pile's
     #: meta.pile_set_name), or None to count it against ``reject_source``
     reject_router: Callable[[dict], str | None] | None = field(default=None, repr=False, compare=False)
+    #: "pretrain" (documents of text), "sft" (conversations) or "dpo" (preference pairs); decides the shards
+    kind: str = "pretrain"
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z0-9_]+", self.name):
             raise ValueError(f"source name {self.name!r} must match [a-z0-9_]+")
         if self.family not in FAMILIES:
             raise ValueError(f"source {self.name}: family {self.family!r} is not one of {FAMILIES}")
+        if self.kind not in KINDS:
+            raise ValueError(f"source {self.name}: kind {self.kind!r} is not one of {KINDS}")
         if self.file_format not in FILE_FORMATS:
             raise ValueError(f"source {self.name}: file_format {self.file_format!r} is not one of {FILE_FORMATS}")
         if (self.adapter is None) == (self.file_adapter is None):

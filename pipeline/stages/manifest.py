@@ -1,7 +1,7 @@
 """The corpus manifest: ``shards/<corpus>/manifest.json`` and ``tokenizer.json`` beside it (shard contract).
 
-The manifest lists every part of every source and split with its document and token counts, byte size and
-sha256, the tokenizer (path, sha256, vocab size, bos/eos ids), the dtype, the config's sha256, and per source
+The manifest lists every source's kind (``pretrain``, ``sft`` or ``dpo``) and part format, every part of every
+source and split with its document and token counts (and trained tokens, for SFT), byte size and sha256, the tokenizer (path, sha256, vocab size, bos/eos ids), the dtype, the config's sha256, and per source
 the accounting chain: every stage's record (docs in, out, dropped and rejected by reason) from the first
 stage to the shards, read from each stage's ``_DONE.json`` in DAG order through ``pipeline.dag.records`` (the
 reader the runner's summary uses, so the two cannot disagree). It checks that chain before writing:
@@ -44,7 +44,9 @@ def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer
     if config_overrides:  # the --section.key=value overrides the build ran with, beside the file's sha256
         man["config_overrides"] = list(config_overrides)
     for source in ctx.sources:
-        splits = {"train": {"n_docs": 0, "n_tokens": 0, "parts": []}, "val": {"n_docs": 0, "n_tokens": 0, "parts": []}}
+        kind = getattr(ctx.specs.get(source), "kind", "pretrain")
+        zero = {"n_docs": 0, "n_tokens": 0, **({contract.N_TRAINED: 0} if kind == "sft" else {})}
+        splits = {split: {**zero, "parts": []} for split in contract.SPLITS}
         parts_dir = ctx.dir(shard_stage, source) / "_parts"
         rank_files = sorted(parts_dir.glob("*.json"))
         if not rank_files:
@@ -57,15 +59,16 @@ def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer
                     if not f.is_file() or f.stat().st_size != p["bytes"]:
                         raise FileNotFoundError(f"{f}: listed in {rf} but missing or changed; rerun the shard stage")
                     splits[split]["parts"].append(p)
-                    splits[split]["n_docs"] += p["n_docs"]
-                    splits[split]["n_tokens"] += p["n_tokens"]
+                    for key in zero:
+                        splits[split][key] += p[key]
         accs = [StageAccount.from_dict(a) for a in source_accounts(ctx, stages, source)]
         check_chain(accs, source)
         n_docs = splits["train"]["n_docs"] + splits["val"]["n_docs"]
         if not accs or accs[-1].docs_out != n_docs:
             raise AccountingError(f"{source}: last stage's docs_out {accs[-1].docs_out if accs else None} != "
                                   f"{n_docs} documents in the shards")
-        man["sources"][source] = {"splits": splits, "accounting": [a.to_dict() for a in accs]}
+        man["sources"][source] = {"kind": kind, "format": contract.FORMATS[kind], "splits": splits,
+                                  "accounting": [a.to_dict() for a in accs]}
     return man
 
 
@@ -95,7 +98,7 @@ class WriteManifest(PipelineStep):
 @register
 class ManifestStage(Stage):
     name = "manifest"
-    version = "v1"
+    version = "v2"  # v2: each source's kind and part format
     after = ("shard",)
     scope = "corpus"
 

@@ -6,6 +6,10 @@ Config (``[shards]``)::
     val_fraction = 0.01        # share of documents in val, chosen by a hash of the text (stable across runs)
     max_part_mib = 256         # a part is closed once its token buffer reaches this size
     batch_size = 256           # documents per encode_batch call (tokenizers runs a batch on all threads)
+    max_tokens = 2048          # sft/dpo sources only: the longest conversation or pair (pipeline.stages.chat_shard)
+
+This module writes the parts of ``pretrain`` sources; a source of kind ``sft`` or ``dpo`` is written by
+``pipeline.stages.chat_shard`` through the same part writer, into the same layout.
 
 Output: ``shards/<corpus>/<source>/{train,val}/part-RRRRR-KKKKK.arrow`` (rank R of the task, part K of the
 rank), written to the shard contract of ``jetmoe_core.shards`` (its names, schema, metadata, format version
@@ -16,8 +20,9 @@ into place; each task lists its parts in ``work/<corpus>/<source>/shard/_parts/<
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import chain
 from pathlib import Path
 
@@ -42,6 +47,8 @@ class ShardOptions:
     batch_size: int = 256
     #: stage whose documents are tokenized
     input_stage: str = "dedup_cross"
+    max_tokens: int = 2048
+    """sft/dpo sources: a longer conversation is cut to its whole turns that fit, a longer pair is dropped."""
 
     def __post_init__(self):
         if not 0 <= self.val_fraction < 1:
@@ -50,6 +57,8 @@ class ShardOptions:
             raise ValueError(f"max_part_mib must be > 0, got {self.max_part_mib}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_tokens < 8:
+            raise ValueError(f"max_tokens must be >= 8 (a turn's tags alone take a few), got {self.max_tokens}")
 
 
 def is_val(text: str, val_fraction: float) -> bool:
@@ -74,14 +83,21 @@ def encode_batch(tok: Tokenizer, texts: list[str], eos_id: int, np_t) -> tuple[n
     return offsets, values
 
 
-class _PartWriter:
-    """Bounded Arrow IPC file parts of one split of one rank, each renamed into place when complete."""
+class PartWriter:
+    """Bounded Arrow IPC file parts of one split of one rank, each renamed into place when complete.
 
-    def __init__(self, folder: Path, rank: int, schema: pa.Schema, max_bytes: int, rel_root: Path):
+    ``token_bytes``: bytes a token takes across the schema's columns (default: the ``input_ids`` dtype's); a part
+    is closed once its tokens take ``max_bytes``. Keyword counts given to ``write`` (``n_trained``) are summed
+    per part into its entry."""
+
+    def __init__(self, folder: Path, rank: int, schema: pa.Schema, max_bytes: int, rel_root: Path,
+                 token_bytes: int | None = None):
         self.folder, self.rank, self.schema, self.max_bytes, self.rel_root = folder, rank, schema, max_bytes, rel_root
+        self.token_bytes = token_bytes or schema.field(contract.INPUT_IDS).type.value_type.byte_width
         self.parts: list[dict] = []
         self._writer = self._sink = self._tmp = self._commit = None
         self._docs = self._tokens = 0
+        self._counts: Counter = Counter()
         folder.mkdir(parents=True, exist_ok=True)
         # a killed earlier run of this rank may have left parts and temp files: this run rewrites them all
         for stale in chain(folder.glob(f"part-{rank:05d}-*.arrow"), folder.glob(f".part-{rank:05d}-*.tmp")):
@@ -91,7 +107,7 @@ class _PartWriter:
     def _name(self) -> str:
         return contract.part_name(self.rank, len(self.parts))
 
-    def write(self, batch: pa.RecordBatch, n_tokens: int) -> None:
+    def write(self, batch: pa.RecordBatch, n_tokens: int, **counts: int) -> None:
         if self._writer is None:
             self._commit = ExitStack()  # closing it fsyncs the temp file and renames it into place
             self._tmp = self._commit.enter_context(atomic_path(self.folder / self._name))
@@ -100,7 +116,8 @@ class _PartWriter:
         self._writer.write_batch(batch)
         self._docs += batch.num_rows
         self._tokens += n_tokens
-        if self._tokens * self.schema.field(contract.INPUT_IDS).type.value_type.byte_width >= self.max_bytes:
+        self._counts.update(counts)
+        if self._tokens * self.token_bytes >= self.max_bytes:
             self.close_part()
 
     def close_part(self) -> None:
@@ -111,9 +128,11 @@ class _PartWriter:
         self._commit.close()
         final = self.folder / self._name
         self.parts.append({"path": str(final.relative_to(self.rel_root)), "n_docs": self._docs,
-                           "n_tokens": self._tokens, "bytes": final.stat().st_size, "sha256": sha256_file(final)})
+                           "n_tokens": self._tokens, "bytes": final.stat().st_size, "sha256": sha256_file(final),
+                           **{k: int(v) for k, v in sorted(self._counts.items())}})
         self._writer = self._sink = self._tmp = self._commit = None
         self._docs = self._tokens = 0
+        self._counts = Counter()
 
 
 class ShardWriter(PipelineStep):
@@ -143,7 +162,7 @@ class ShardWriter(PipelineStep):
         for split in contract.SPLITS:
             meta = contract.part_metadata(tokenizer_sha256=tok_sha, vocab_size=vocab, eos_id=eos, bos_id=bos,
                                           source=self.source, split=split)
-            writers[split] = _PartWriter(contract.split_dir(self.shards_dir, self.source, split), rank,
+            writers[split] = PartWriter(contract.split_dir(self.shards_dir, self.source, split), rank,
                                          contract.shard_schema(vocab, meta), max_bytes, self.shards_dir)
         for batch in batched(data, self.opts.batch_size):
             with self.track_time(unit="batch"):
@@ -184,14 +203,31 @@ class ShardStage(Stage):
     section = "shards"
     Options = ShardOptions
 
+    @property
+    def kind(self) -> str:
+        return getattr(self.ctx.specs.get(self.source), "kind", "pretrain")
+
     def jobs(self) -> list[Job]:
         o = self.options or ShardOptions()
         tok_opts = self.ctx.options.get("tokenizer")
         src = self.input_dir(o.input_stage)
-        step = ShardWriter(str(self.ctx.dir("tokenizer") / "tokenizer.json"), self.source, str(self.ctx.shards_dir),
-                           str(self.output_dir / "_parts"), o,
-                           eos_token=getattr(tok_opts, "eos_token", "</s>"), bos_token=getattr(tok_opts, "bos_token", "<s>"))
+        args = (str(self.ctx.dir("tokenizer") / "tokenizer.json"), self.source, str(self.ctx.shards_dir),
+                str(self.output_dir / "_parts"), o)
+        tokens = {"eos_token": getattr(tok_opts, "eos_token", "</s>"), "bos_token": getattr(tok_opts, "bos_token", "<s>")}
+        if self.kind == "pretrain":
+            step = ShardWriter(*args, **tokens)
+        else:
+            from pipeline.stages.chat_shard import ChatShardWriter
+
+            step = ChatShardWriter(self.kind, *args, **tokens)
         return [Job("shard", [docs_reader(src), step], tasks=n_input_files(src), counts=True)]
+
+    def fingerprint_extra(self):
+        # max_tokens shapes sft/dpo shards only: a pretraining source's fingerprint leaves it out
+        opts = asdict(self.options or ShardOptions())
+        if self.kind == "pretrain":
+            opts.pop("max_tokens")
+        return opts
 
     def output_paths(self) -> list[Path]:
         return [self.output_dir, Path(self.ctx.shards_dir) / self.source]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Iterator, Literal
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from jetmoe_core.io import atomic_path, write_bytes_atomic
+from jetmoe_core.io import atomic_path, sha256_file, write_bytes_atomic
 
 from pipeline.stages.base import Job, Stage, register
 
@@ -63,12 +64,25 @@ class TokenizerOptions:
         if self.kind == "train" and self.vocab_size < 256 + len(SPECIALS) + 1:
             raise ValueError(f"vocab_size = {self.vocab_size}: needs more than the 259 byte and special tokens")
         if self.kind == "file" and not Path(self.path).expanduser().is_file():
-            raise ValueError(f"path = {self.path!r}: no such file (relative paths start at {Path.cwd()}); give "
-                             f"a tokenizer.json")
+            raise ValueError(missing_tokenizer(self.path))
         if not self.max_train_mb > 0:
             raise ValueError(f"max_train_mb must be > 0, got {self.max_train_mb}")
         if self.min_frequency < 1:
             raise ValueError(f"min_frequency must be >= 1, got {self.min_frequency}")
+
+
+def missing_tokenizer(path: str) -> str:
+    """Why a ``kind = "file"`` tokenizer is missing, and the fix: a corpus's own tokenizer
+    (``shards/<corpus>/tokenizer.json``) is there once that corpus is built."""
+    msg = f"path = {path!r}: no such file (relative paths start at {Path.cwd()})"
+    built = re.fullmatch(r"(?:.*/)?shards/([A-Za-z0-9_-]+)/tokenizer\.json", path)
+    if built:
+        corpus = built.group(1)
+        make = "make corpus" if corpus == "sample" else f"make corpus CORPUS={corpus}"
+        return (f"{msg}: it is the tokenizer of the corpus {corpus!r}, written when that corpus is built; run "
+                f"`{make}` first (a chat corpus must use its base model's tokenizer), or point "
+                f"[tokenizer] path at another tokenizer.json")
+    return f"{msg}; give a tokenizer.json"
 
 
 def new_bpe() -> Tokenizer:
@@ -134,7 +148,7 @@ class MakeTokenizer(PipelineStep):
         elif o.kind == "file":
             src = Path(o.path).expanduser()
             if not src.is_file():
-                raise FileNotFoundError(f"[tokenizer] path = {o.path!r}: no such file; give a tokenizer.json")
+                raise FileNotFoundError(f"[tokenizer] {missing_tokenizer(o.path)}")
             data_bytes = src.read_bytes()
         else:
             from huggingface_hub import hf_hub_download
@@ -168,6 +182,19 @@ class TokenizerStage(Stage):
 
     def accounts(self):
         return {}  # documents pass it by; it makes a file
+
+    def stale_reason(self) -> str | None:
+        """A ``kind = "file"`` tokenizer whose file changed since it was copied (its corpus was rebuilt): the
+        copy, and every shard tokenized with it, no longer stand for it."""
+        o = self.options or TokenizerOptions()
+        src = Path(o.path).expanduser()
+        if o.kind != "file" or not self.path.is_file():
+            return None
+        if not src.is_file():
+            return f"[tokenizer] {missing_tokenizer(o.path)}"
+        if sha256_file(src) != sha256_file(self.path):
+            return f"[tokenizer] path {o.path} changed since it was copied"
+        return None
 
 
 def copy_tokenizer(src: Path, dest: Path) -> None:

@@ -28,6 +28,7 @@ import pyarrow.ipc as ipc
 
 from jetmoe_core import shards
 from jetmoe_core.io import sha256_file
+from jetmoe_core.shards import KindError, require_kind
 
 
 def build_hint(root: str | os.PathLike) -> str:
@@ -96,6 +97,10 @@ class Corpus:
             raise CorpusError(f"{mpath}: dtype {self.dtype} breaks the dtype rule for vocab_size {self.vocab_size} "
                               f"({shards.dtype_name(self.vocab_size)}); rebuild the corpus")
         sources = need(manifest, "sources", dict, "")
+        try:  # an SFT/DPO corpus holds conversations and pairs: the pretraining loader must not stream them
+            require_kind(manifest, "pretrain", mpath)
+        except KindError as e:
+            raise CorpusError(str(e)) from None
         self._parts: dict[tuple[str, str], list[Part]] = {}
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}
         for src, entry in sources.items():
