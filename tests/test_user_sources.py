@@ -174,3 +174,34 @@ def test_a_subset_of_the_sources_is_one_override(user_config):
     _, _, mine = user_config
     plan = make_plan(load_config(mine, overrides=['--corpus.sources=["notes", "chats"]']))
     assert {u.key for u in plan.units if u.stage == "format"} == {"notes", "chats"}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl.zst", "json.gz", "json"])
+def test_every_file_format_reads_as_your_own(tmp_path, fmt):
+    """The formats beside jsonl and parquet (the corpus test's): zstd and gzip JSON Lines, and a JSON array;
+    documents from the configured field, the bad record rejected with its reason, the check before a build
+    happy with the first record and naming the field it lacks."""
+    import gzip
+
+    import zstandard
+
+    from pipeline.sources.user import check_first_record
+
+    recs = [{"body": f"text number {i}", "n": i} for i in range(3)] + [{"n": 3}]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    lines = "".join(json.dumps(r) + "\n" for r in recs).encode()
+    data = {"jsonl.zst": zstandard.ZstdCompressor().compress(lines), "json.gz": gzip.compress(lines, mtime=0),
+            "json": json.dumps(recs).encode()}[fmt]
+    (folder / f"part.{fmt}").write_bytes(data)
+    sources = f'\n[sources.mine]\npath = "{folder}"\nformat = "{fmt}"\ntext_field = "body"\n'
+    cfg = load_config(write_user_config(tmp_path, tmp_path, sources=sources, selected='["mine"]'))
+    spec = cfg.user_specs["mine"]
+    assert check_first_record(spec) is None
+    ((path, rel),) = spec.local_files(folder)
+    out = list(spec.read(path, relpath=rel))
+    assert [d.text for d in out[:3]] == ["text number 0", "text number 1", "text number 2"]
+    assert out[3].reason == "missing_field"
+    bad = load_config(write_user_config(tmp_path, tmp_path, sources=sources.replace('"body"', '"txt"'),
+                                        selected='["mine"]'))
+    assert "field 'txt' is absent (the record has fields: body, n)" in check_first_record(bad.user_specs["mine"])
