@@ -141,3 +141,25 @@ def test_the_real_corpus_config_submits_to_slurm(tmp_path, monkeypatch):
                if "launch_pickled_pipeline" in s)
     with pytest.raises(ConfigError, match=r"partition is empty: name one \(`sinfo -s` lists the partitions\)"):
         load_config("pipeline/configs/jetmoe.toml", overrides=[*base, "--executor.slurm.partition="])
+
+
+def test_the_one_gpu_smoke_test_of_the_checklist_is_the_8b_on_two_blocks():
+    """docs/real-run.md's smoke test (run on a GPU, not here): its overrides as written load on the 8B's run
+    config, the model is the 8B's width, vocabulary and context with 2 blocks, and the phases are the steps
+    the page says (200 of 16 sequences, micro-batch 2 × 8 accumulated, then 50)."""
+    from trainer.build import plan_steps
+    from trainer.config import load_run_config, resolve_model_config
+    from trainer.dist import DistInfo
+    from trainer.model import count_params, load_model_config
+
+    page = (REPO / "docs/real-run.md").read_text()
+    (args,) = re.findall(r'make phase1 MODEL=jetmoe-8b RUN_DIR=runs/smoke ARGS="(.*?)"', page, re.S)
+    cfg = load_run_config(REPO / "trainer/configs/jetmoe-8b.toml", args.replace("\\\n", " ").split())
+    smoke = load_model_config(resolve_model_config(cfg.model.config)).to_dict()
+    full = load_model_config(REPO / "trainer/configs/model/jetmoe-8b.toml").to_dict()
+    assert {k: v for k, v in smoke.items() if smoke[k] != full[k]} == {"n_layers": 2, "name": "jetmoe-8b-smoke"}
+    total, _ = count_params(load_model_config(resolve_model_config(cfg.model.config)))
+    assert f"2 blocks ({total / 1e9:.2f}B parameters, ≈ {total * 16 / 2**30:.1f} GiB of training state)" in page
+    one = DistInfo()
+    p1, p2 = plan_steps(cfg, 1, one), plan_steps(cfg, 2, one)
+    assert (p1.end_step, p1.accum, p2.end_step - p2.start_of_phase) == (200, 8, 50)
