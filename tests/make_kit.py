@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 #: make variables a user might have exported that would change what a target does in the copy
 MAKE_VARS = ("VENV", "PY", "CORPUS", "MODEL", "RUN_DIR", "LAUNCH", "ARGS", "EXPORT_DIR", "MAKEFLAGS", "MFLAGS",
-             "NPROC", "TORCHRUN", "REPORT_DIR", "CORPUS_DIR", "FORCE", "MIXTURE", "TOKENS")
+             "NPROC", "TORCHRUN", "REPORT_DIR", "CORPUS_DIR", "FORCE", "MIXTURE", "TOKENS", "SOURCE")
 BUILD_OUTPUTS = {".git", ".venv", "work", "runs", "reports", "exports", "shards", ".pytest_cache", "build", "dist"}
 
 
