@@ -1,7 +1,6 @@
 """One sub-command dispatcher for ``python -m pipeline``, ``python -m trainer`` and the ``jetmoe`` command.
 
-    COMMANDS = {"build": "pipeline.dag.cli:build_main", ...}
-    sys.exit(dispatch(__doc__, COMMANDS))
+    sys.exit(dispatch(__doc__, PIPELINE_COMMANDS))              # python -m pipeline (trainer: TRAINER_COMMANDS)
     main(["plan", "mixtures/phase1.toml", "--tokens", "1e6"])   # the `jetmoe` console script (pyproject.toml)
 
 Each command is imported only when it runs, so ``--help`` and light commands stay fast. A command's
@@ -34,13 +33,15 @@ def dispatch(doc: str, commands: dict[str, str], argv: list[str] | None = None) 
         return 2
 
 
-#: ``jetmoe <command>``: the corpus builder's and the trainer's commands under one name (``corpus`` is
-#: ``python -m pipeline build``); each maps to the same function as its ``python -m`` form
-JETMOE_COMMANDS = {
-    "corpus": "pipeline.dag.cli:build_main",
+#: the sub-commands of ``python -m pipeline`` and ``python -m trainer`` (module:function strings, imported only
+#: when a command runs, so this package still imports neither)
+PIPELINE_COMMANDS = {
+    "build": "pipeline.dag.cli:build_main",
     "status": "pipeline.dag.cli:status_main",
-    "verify": "pipeline.verify:main",
     "inspect": "pipeline.inspect:main",
+    "verify": "pipeline.verify:main",
+}
+TRAINER_COMMANDS = {
     "train": "trainer.train:main",
     "plan": "trainer.data.plan:main",
     "export": "trainer.model.hf:export_main",
@@ -48,6 +49,9 @@ JETMOE_COMMANDS = {
     "score": "trainer.model.score:main",
     "report": "trainer.report:main",
 }
+#: ``jetmoe <command>``: both packages' commands under one name, ``build`` called ``corpus``
+JETMOE_COMMANDS = {"corpus" if name == "build" else name: target
+                   for name, target in {**PIPELINE_COMMANDS, **TRAINER_COMMANDS}.items()}
 
 JETMOE_DOC = """jetmoe: the corpus builder and the trainer, one command (installed into .venv/bin by `make setup`).
 Required arguments are shown; `jetmoe <command> --help` lists the rest.

@@ -16,19 +16,12 @@ from pipeline.dag import build
 from pipeline.dag.plan import BuildError, make_plan
 from pipeline.dag.runner import preflight
 from tests.corpus_kit.user_data import VOCAB, make_user_data, write_user_config
+from tests.trainer_kit.runs import MODEL as KIT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = f"""[model]
-vocab_size = {VOCAB}
-d_model = 32
-n_layers = 2
-n_kv_heads = 2
-head_dim = 8
-n_experts = 4
-top_k = 2
-ffn_hidden = 64
-max_seq_len = 64
-"""
+# the trainer kit's tiny model on the user corpus's vocabulary
+MODEL = KIT_MODEL.replace("vocab_size = 512", f"vocab_size = {VOCAB}")
+assert f"vocab_size = {VOCAB}" in MODEL
 
 
 @pytest.mark.slow

@@ -13,16 +13,7 @@
 """
 import sys
 
-from jetmoe_core.cli import dispatch
-
-COMMANDS = {
-    "train": "trainer.train:main",
-    "plan": "trainer.data.plan:main",
-    "export": "trainer.model.hf:export_main",
-    "import-hf": "trainer.model.hf:import_main",
-    "score": "trainer.model.score:main",
-    "report": "trainer.report:main",
-}
+from jetmoe_core.cli import TRAINER_COMMANDS as COMMANDS, dispatch
 
 
 def main(argv: list[str] | None = None) -> int:
