@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -147,3 +148,14 @@ def test_the_jetmoe_command(repo, train_assets):
     bad = subprocess.run([str(repo / ".venv/bin/jetmoe"), "trian"], env=make_env(repo, PATH=SYSTEM_PATH),
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown command 'trian'; did you mean 'train'?" in bad.stderr
+
+
+def test_make_plan(repo, train_assets):
+    """README's `make plan MIXTURE=... TOKENS=...`: the venv's trainer plan on CORPUS_DIR, ARGS passed on."""
+    r = make(repo, "plan", f"MIXTURE={train_assets / 'm2.toml'}", f"CORPUS_DIR={train_assets / 'corpus'}",
+             "TOKENS=1e4", "ARGS=--json")
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition("\n")
+    assert head.startswith(".venv/bin/python -m trainer plan ") and head.endswith("--tokens 1e4 --json"), head
+    plan = json.loads(body)
+    assert plan["tokens"] == 10_000 and {row["source"] for row in plan["rows"]} == {"web", "code", "math"}
