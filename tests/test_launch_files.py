@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,28 @@ def test_the_one_gpu_smoke_test_of_the_checklist_is_the_8b_on_two_blocks():
     one = DistInfo()
     p1, p2 = plan_steps(cfg, 1, one), plan_steps(cfg, 2, one)
     assert (p1.end_step, p1.accum, p2.end_step - p2.start_of_phase) == (200, 8, 50)
+
+
+def test_the_corpus_command_submits_to_slurm_from_the_command_line(tmp_path):
+    """real-run.md's `jetmoe corpus pipeline/configs/jetmoe.toml --executor.kind=slurm ...` as a process, with an
+    `sbatch` on PATH that records its scripts: the config says kind = "local", the command line wins."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "sbatch.log"
+    bin_dir.mkdir()
+    _fake(bin_dir, "sbatch", f'cat "${{@: -1}}" >> {log}; echo "#END" >> {log}\n'
+                             f'echo "Submitted batch job $((1000 + $(grep -c "^#END" {log})))"\n')
+    _fake(bin_dir, "squeue", "exit 0\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-c", "import sys; from jetmoe_core.cli import main; sys.exit(main())", "corpus",
+           "pipeline/configs/jetmoe.toml", "--executor.kind=slurm", "--executor.slurm.partition=cpu",
+           f"--corpus.work_dir={tmp_path}/work", f"--corpus.shards_dir={tmp_path}/shards",
+           '--corpus.sources=["pile_arxiv", "pile_rest"]', "--no-progress"]
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    scripts = log.read_text().split("#END\n")[:-1]
+    arrays = [s for s in scripts if "launch_pickled_pipeline" in s]
+    assert arrays and all("#SBATCH --partition=cpu" in s for s in arrays), scripts[:1]
+    # the command to run again once the jobs end keeps every override: without them it would build locally
+    again = re.search(r"run `python -m pipeline build (.*?)` again", r.stdout)
+    assert again and again[1].startswith("pipeline/configs/jetmoe.toml --executor.kind=slurm "
+                                         "--executor.slurm.partition=cpu --corpus.work_dir="), r.stdout
+    assert not (tmp_path / "shards/manifest.json").exists()   # nothing ran here: the cluster runs it
