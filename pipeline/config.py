@@ -281,6 +281,7 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
     for section, cls in sections.items():
         if cls.Options is not None:
             options[section] = from_table(cls.Options, raw.get(section, {}), source=path, where=section)
+    _check_source_keyed(options, path, [*_catalog(), *(registry or ()), *user_specs])
     # a stage that reads another stage's documents (input_stage) needs that stage in the DAG
     for section, opts in options.items():
         stage = getattr(opts, "input_stage", None)
@@ -313,6 +314,18 @@ def _user_sources(src_table: dict, recipe: list[str], path: Path) -> dict[str, A
         except ValueError as e:
             raise ConfigError(f"{path}: [sources.{name}] {e}") from None
     return out
+
+
+def _check_source_keyed(options: dict[str, Any], path: Path, known: list[str]) -> None:
+    """The tables of stage options keyed by source (``Options.SOURCE_KEYED``: [filters.policy],
+    [dedup.policy], ...) name sources of the catalog or of this config's own ``[sources.<name>]``."""
+    known = list(dict.fromkeys(known))
+    for section, opts in options.items():
+        for attr in getattr(opts, "SOURCE_KEYED", ()):
+            unknown = sorted(set(getattr(opts, attr)) - set(known))
+            if unknown:
+                raise ConfigError(f"{path}: [{section}.{attr}] names unknown source(s) {unknown}"
+                                  f"{did_you_mean(unknown[0], known)}; known: {', '.join(known)}{OWN_DATA_HINT}")
 
 
 def _chat_template(table: Any, path: Path) -> dict[str, Any]:

@@ -230,3 +230,15 @@ def test_status_shows_a_running_unit_from_its_tasks_progress(tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_a_hub_download_shows_bytes_of_the_hubs_total(tmp_path):
+    """A download announces the hub's total (``input_total``) and the bytes on disk: the line shows both, a
+    percentage and a rate, not a document count it does not have."""
+    show, state, logs, out = _display(tmp_path, tty=False, interval=0, docs_total=None, tasks=1)
+    (logs / "progress" / "00000.json").write_text(json.dumps({"docs": 0, "bytes": 0, "input_bytes": 3 << 20,
+                                                              "input_total": 12 << 20, "done": False}))
+    show.poll(state)
+    line = out.getvalue().splitlines()[-1]
+    assert re.match(r"\[ 3/12\] filter/src  25%  3\.0 MiB of 12\.0 MiB  [\d.]+ \S+/s", line), line
+    assert "docs" not in line

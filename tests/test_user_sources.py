@@ -198,3 +198,22 @@ def test_every_file_format_reads_as_your_own(tmp_path, fmt):
     bad = load_config(write_user_config(tmp_path, tmp_path, sources=sources.replace('"body"', '"txt"'),
                                         selected='["mine"]'))
     assert "field 'txt' is absent (the record has fields: body, n)" in check_first_record(bad.user_specs["mine"])
+
+
+def test_the_policy_tables_name_your_sources(user_config):
+    """[filters.policy], [filters.subsets], [dedup.policy] and [fidelity.max_removed_by_source] take a source of
+    your own like a recipe source; a misspelt one is named with the closest."""
+    d, root, cfg = user_config
+    policy = ('\n[filters.policy]\npages = "prose"\n[filters.subsets.notes]\nfield = "meta.lang"\nrules = {de = "web"}\n'
+              '[dedup.policy]\nnotes = "exact"\n[fidelity.max_removed_by_source]\nchats = 0.9\n')
+    mine = d / "policy.toml"
+    mine.write_text(cfg.read_text() + policy)
+    c = load_config(mine, overrides=['--sources.notes.family=code'])
+    filters, dedup = c.options["filters"], c.options["dedup"]
+    assert filters.family("pages", c.user_specs) == "prose" and filters.family("notes", c.user_specs) == "code"
+    assert filters.families_of("notes", c.user_specs) == ["code", "web"]
+    assert dedup.for_source("notes").minhash is False and c.options["fidelity"].threshold("chats") == 0.9
+    mine.write_text(cfg.read_text() + policy.replace("chats = 0.9", "chatz = 0.9"))
+    with pytest.raises(ConfigError, match=r"\[fidelity.max_removed_by_source\] names unknown source\(s\) \['chatz'\]; "
+                                          r"did you mean 'chats'\?; known: .*, notes, pages, chats; for data of your own"):
+        load_config(mine)

@@ -22,7 +22,8 @@ from jetmoe_core.io import IOFault
 
 from pipeline.config import ConfigError, load_config
 from pipeline.dag.plan import BuildError, make_plan
-from pipeline.dag.report import STATUS_HEADERS, failure_report, status_rows, status_total, summary, table
+from pipeline.dag.report import (STATUS_HEADERS, failure_report, fidelity_summary, status_rows, status_total,
+                                 summary, table)
 from pipeline.dag.runner import build
 
 
@@ -68,6 +69,9 @@ def build_main(argv: list[str] | None = None) -> int:
         counts[o.state] = counts.get(o.state, 0) + 1
     print()
     print(summary(plan))
+    fidelity = fidelity_summary(plan)
+    if fidelity:
+        print("\n" + fidelity)
     print(f"\ncorpus {cfg.name}: {len(outcomes)} units (" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
           + f") in {time.monotonic() - t0:.1f}s; work dir {cfg.work_dir}")
     if counts.get("queued"):
@@ -87,7 +91,8 @@ def build_main(argv: list[str] | None = None) -> int:
         return 2
     if report:
         print("\nFAILED:\n" + report, file=sys.stderr)
-        print("\nfix or delete the files named above and run the same command again: finished work is kept.",
+        print("\nfix or delete the files named above (or change the settings a failed check names) and run the "
+              "same command again: finished work is kept.",
               file=sys.stderr)
         return 1
     return 0

@@ -19,8 +19,10 @@ never with carriage returns. In both modes every unit that ran ends with a line 
     [ 39/107] filter/refinedweb  done in 5.9s: 1,739 docs in, 468 out; 1.5 MiB of text read; 1 file, 149.7 KiB
 
 The percentage and ETA are the job's: documents read out of those the upstream record counts, else input
-bytes read out of the download listing's, else tasks done (``progress.job_totals``). The rate is the text's
-(UTF-8 bytes of the documents read per second) over this run. A unit with several jobs (MinHash dedup) names
+bytes read out of the download listing's, else (a hub download) bytes on disk out of the hub's listing, else
+tasks done (``progress.job_totals``). The rate is the text's (UTF-8 bytes of the documents read per second)
+over this run; a hub download shows the bytes on disk out of the hub's total and their rate instead
+(``25%  3.0 MiB of 12.0 MiB  1.2 MiB/s  ETA 0:07``: the form ``tests/test_dag_progress.py`` checks). A unit with several jobs (MinHash dedup) names
 the job running: ``minhash_signatures 2/5``.
 
 Thread safety: the poll thread and the main thread print under one lock, and every ``fork`` (datatrove's
@@ -200,12 +202,16 @@ class Display:
                          if bar else f"{int(frac * 100)}%")
         if state.tasks > 1:
             parts.append(f"tasks {now.tasks_done}/{state.tasks}")
+        elapsed = time.monotonic() - state.t0
         if now.docs or state.docs_total:
             parts.append(f"{now.docs:,} docs")
             parts.append(fmt_bytes(now.bytes))
-        elapsed = time.monotonic() - state.t0
-        if elapsed > 0 and now.bytes > start.bytes:
-            parts.append(f"{fmt_bytes((now.bytes - start.bytes) / elapsed)}/s")
+            if elapsed > 0 and now.bytes > start.bytes:
+                parts.append(f"{fmt_bytes((now.bytes - start.bytes) / elapsed)}/s")
+        elif now.input_total:  # a download: bytes on disk out of the hub's total, at the rate they arrive
+            parts.append(f"{fmt_bytes(now.input_bytes)} of {fmt_bytes(now.input_total)}")
+            if elapsed > 0 and now.input_bytes > start.input_bytes:
+                parts.append(f"{fmt_bytes((now.input_bytes - start.input_bytes) / elapsed)}/s")
         eta = _eta(state, frac, elapsed)
         if eta is not None:
             parts.append(f"ETA {fmt_duration(eta)}")
@@ -233,8 +239,8 @@ def fraction(state: _Job, now: JobProgress) -> float | None:
         return 1.0
     if state.docs_total:
         f = now.docs / state.docs_total
-    elif state.input_total:
-        f = now.input_bytes / state.input_total
+    elif state.input_total or now.input_total:
+        f = now.input_bytes / (state.input_total or now.input_total)
     elif state.tasks > 1:
         f = now.tasks_done / state.tasks
     else:

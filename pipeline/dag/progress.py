@@ -4,6 +4,7 @@
     with task_meter(logging_dir, rank, every_s=1.0) as pipeline_with_meter:   # see meter_pipeline
         ...
     input_read(f["size"])                 # a reader step: one input file read to its end (no-op outside a task)
+    input_progress(there, total)          # a download: bytes on disk so far out of the listing's total
 
     # runner side
     now = read_job(logs_dir, tasks)       # JobProgress: docs, bytes, input_bytes, tasks_done over all ranks
@@ -15,6 +16,9 @@ A task writes ``<logging dir>/progress/<rank>.json`` = ``{"docs", "bytes", "inpu
 * ``bytes``: the UTF-8 bytes of those documents' text (exact and continuous: the text the stage works on);
 * ``input_bytes``: bytes of input files read to their end (``input_read``; the format stage reports each
   listed file, so a stage reading raw files gets an ETA before any document count is known);
+* ``input_total``: present only for a task that knows what it will read before the runner does (a hub
+  download learns its files' sizes from the hub): the bytes of all of it; ``input_bytes`` then counts the
+  bytes there so far (``input_progress``), so a long download shows a percentage, a rate and an ETA;
 * ``done``: the task finished (written once more at its end).
 
 Writes are atomic (a temp file renamed over the old one), throttled to one every ``every_s`` seconds, and
@@ -71,6 +75,7 @@ class TaskMeter:
     def __init__(self, path: Path, every_s: float):
         self.path, self.every_s = Path(path), every_s
         self.docs = self.bytes = self.input_bytes = 0
+        self.input_total: int | None = None
         self._next = 0.0
         self._broken = False
 
@@ -85,11 +90,18 @@ class TaskMeter:
         if time.monotonic() >= self._next:
             self.flush()
 
+    def set_input(self, there: int, total: int) -> None:
+        self.input_bytes, self.input_total = int(there), int(total)
+        if time.monotonic() >= self._next:
+            self.flush()
+
     def flush(self, done: bool = False) -> None:
         self._next = time.monotonic() + self.every_s
         if self._broken:
             return
         record = {"docs": self.docs, "bytes": self.bytes, "input_bytes": self.input_bytes, "done": done}
+        if self.input_total is not None:
+            record["input_total"] = self.input_total
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +121,13 @@ def input_read(nbytes: int) -> None:
     """Called by a reader step when it has read one input file of ``nbytes`` to its end."""
     if _current is not None:
         _current.add_input(nbytes)
+
+
+def input_progress(there: int, total: int) -> None:
+    """Called by a download while it runs: ``there`` bytes of the ``total`` it will fetch are on disk (no-op
+    outside a task). Called from the download's watcher thread; the meter's writes are atomic renames."""
+    if _current is not None:
+        _current.set_input(there, total)
 
 
 class _Meter:
@@ -164,6 +183,8 @@ class JobProgress:
     docs: int = 0
     bytes: int = 0
     input_bytes: int = 0
+    input_total: int = 0
+    """bytes the tasks announced they will read (``input_progress``); 0 when none did"""
 
 
 def read_job(logs_dir: Path, tasks: int, cache: dict[str, dict] | None = None) -> JobProgress:
@@ -187,6 +208,7 @@ def read_job(logs_dir: Path, tasks: int, cache: dict[str, dict] | None = None) -
         out.docs += int(rec.get("docs", 0))
         out.bytes += int(rec.get("bytes", 0))
         out.input_bytes += int(rec.get("input_bytes", 0))
+        out.input_total += int(rec.get("input_total", 0))
         out.tasks_running += not rec.get("done")
     return out
 
@@ -211,10 +233,12 @@ def read_unit(stage) -> JobProgress:
         if jd.name in counting:
             counted.docs, counted.bytes, counted.input_bytes = (counted.docs + jp.docs, counted.bytes + jp.bytes,
                                                                 counted.input_bytes + jp.input_bytes)
+            counted.input_total += jp.input_total
         if jp.docs > best.docs or jp.input_bytes > best.input_bytes:
             best = jp
     use = counted if counted.docs or counted.input_bytes else best
-    total.docs, total.bytes, total.input_bytes = use.docs, use.bytes, use.input_bytes
+    total.docs, total.bytes, total.input_bytes, total.input_total = (use.docs, use.bytes, use.input_bytes,
+                                                                     use.input_total)
     return total
 
 

@@ -1,6 +1,7 @@
 """What a build prints: the per-source summary, the status table and the list of failed tasks.
 
     print(summary(plan))            # per source: docs in, kept, dropped, rejected, deduped, tokens, top reasons
+    print(fidelity_summary(plan))   # per source: share removed per stage against [fidelity] (pipeline.fidelity)
     rows = status_rows(plan)        # one StatusRow per unit of the plan: the build's units, its unit ids
     print(table(STATUS_HEADERS, [r.cells() for r in rows], right={2, 3, 4, 5}, footer=[status_total(rows).cells()]))
     print(failure_report(outcomes)) # each failed task with its message and log file
@@ -19,6 +20,7 @@ from pipeline.dag.plan import Plan
 from pipeline.dag.progress import read_unit
 from pipeline.dag.records import (DONE, STARTED, Outcome, not_done_reason, output_files, read_json,
                                   source_accounts, unit_fingerprint, unit_inputs)
+from pipeline.fidelity import FidelityOptions, evaluate, render
 from pipeline.hub import LISTING
 
 
@@ -79,6 +81,18 @@ def summary(plan: Plan) -> str:
     rows.append(["TOTAL"] + [_fmt_int(v) for v in tot[:5]] + [_fmt_int(tot[5]) if manifest else "-", ""])
     return table(["source", "docs in", "kept", "dropped", "rejected", "deduped", "tokens", "top drop reasons"],
                  rows, right={1, 2, 3, 4, 5, 6})
+
+
+def fidelity_summary(plan: Plan) -> str:
+    """The fidelity table (share of each source removed per stage, the rule that removed the most, the verdict
+    of the ``[fidelity]`` thresholds, default ones when the config sets none) and a line per source past its
+    threshold; "" before any source has a finished stage. Read from the unit records like the summary, so a
+    fully cached build prints it too, and it agrees with the manifest's ``fidelity`` entry."""
+    chains = {s: source_accounts(plan.ctx, plan.config.corpus.stages, s) for s in plan.config.sources}
+    chains = {s: c for s, c in chains.items() if c}
+    if not chains:
+        return ""
+    return render(evaluate(chains, plan.ctx.options.get("fidelity") or FidelityOptions()))
 
 
 @dataclass

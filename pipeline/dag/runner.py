@@ -7,10 +7,11 @@ Units run in plan order. A unit whose record still holds (``records.not_done_rea
 upstream records, its outputs there and unchanged) is ``cached``; otherwise it is prepared, every datatrove
 job of it runs with the configured executor, every task is checked for its completion marker, and the unit's
 accounting is collected and ``_DONE.json`` written last. A failed task fails its unit only: units that need it
-are ``blocked``, everything else runs. An I/O fault (a full or read-only disk, a vanished file), in this
-process or in a task, stops the build: its outcome carries the explained error (path, errno, fix). With
-``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``). While a job runs, the
-build shows its tasks' progress (``pipeline.dag.display``; ``progress=False`` shows only failures).
+are ``blocked`` (and a blocked unit marked ``clear_when_blocked``, the manifest, has its outputs removed when
+its record no longer holds), everything else runs. An I/O fault (a full or read-only disk, a vanished file),
+in this process or in a task, stops the build: its outcome carries the explained error (path, errno, fix).
+With ``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``). While a job runs,
+the build shows its tasks' progress (``pipeline.dag.display``; ``progress=False`` shows only failures).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from pipeline.dag.display import Display
 from pipeline.dag.executors import incomplete_ranks, make_executor, read_failures
 from pipeline.dag.lock import build_lock
 from pipeline.dag.plan import BuildError, Plan, Unit, make_plan
-from pipeline.dag.records import Outcome, finish, not_done_reason, prepare, unit_fingerprint, unit_inputs
+from pipeline.dag.records import (Outcome, clear, finish, not_done_reason, prepare, unit_fingerprint,
+                                  unit_inputs)
 from pipeline.dag.slurm import submit_slurm
 
 
@@ -128,13 +130,17 @@ def _build(plan: Plan, cfg: CorpusConfig, progress: bool) -> list[Outcome]:
         with Display(plan, enabled=progress) as show:
             for index, unit in enumerate(plan.units, 1):
                 show.unit(index, unit)
-                blocked = [d for d in unit.deps if state.get(d) not in ("done", "cached")]
+                blocked = [d for d in unit.deps + unit.gates if state.get(d) not in ("done", "cached")]
                 if io_fault:  # a full or read-only disk fails everything after it: stop at the first fault
                     out = Outcome(unit.id, "blocked", [{"rank": None, "log": None,
                                                         "error": "not run: an I/O fault stopped the build"}])
                 elif blocked:
                     out = Outcome(unit.id, "blocked", [{"rank": None, "error": f"needs {', '.join(blocked)}",
                                                         "log": None}])
+                    stale = plan.instance(unit)
+                    if stale.clear_when_blocked and not_done_reason(stale, unit_fingerprint(plan, unit, cache),
+                                                                    unit_inputs(plan, unit)) is not None:
+                        clear(stale)
                 else:
                     out = run_unit(plan, unit, unit_fingerprint(plan, unit, cache), show)
                 state[unit.id] = out.state

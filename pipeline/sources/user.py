@@ -11,7 +11,8 @@
     # chat_text_key = "content"
     id_field = "id"                     # optional: the document id (default <file>#<line or row>)
     metadata_fields = ["url"]           # optional: fields kept in the document's metadata
-    family = "web"                      # the filters it gets: web (default), code or chat (default with chat_field)
+    family = "web"                      # web (default), code or chat (default with chat_field): its filters;
+                                        # [filters.policy] notes = "prose" gives curated text the prose rules
 
     opts = from_table(UserSource, table, source=path, where="sources.notes")
     spec = user_spec("notes", opts)          # a SourceSpec: the stages read it like a recipe source
@@ -73,7 +74,8 @@ class UserSource:
     metadata_fields: list[str] = field(default_factory=list)
     """Fields copied into the document's metadata (dotted paths allowed)."""
     family: Literal["web", "code", "chat"] | None = None
-    """Which filters the source gets; default "chat" with chat_field, else "web"."""
+    """The kind of text (as the catalog's sources have one): its filter rules and control-character handling;
+    default "chat" with chat_field, else "web". Curated text gets the prose rules with [filters.policy]."""
     tasks: int | None = None
     """Format tasks (ranks) for this source; default [format] tasks."""
     stream: bool = False
