@@ -57,7 +57,7 @@ JETMOE_DOC = """jetmoe: the corpus builder and the trainer, one command (install
 Required arguments are shown; `jetmoe <command> --help` lists the rest.
 
     jetmoe corpus    <corpus config> [--section.key=value ...]     # = python -m pipeline build
-    jetmoe status    <corpus config>                               # per source and stage: tasks, docs, bytes
+    jetmoe status    <corpus config> [--section.key=value ...]     # one row per unit: state, tasks, docs, bytes
     jetmoe verify    <corpus dir>                                  # check a corpus against the shard contract
     jetmoe inspect   <corpus dir> [source]                         # counts, token stats, decoded documents
     jetmoe train     [<run config>] --phase 1|2 --run-dir <dir> [--section.key=value ...]
