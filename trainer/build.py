@@ -8,6 +8,7 @@
     start = build_resume(cfg, phase, run_dir, steps, info, warn)  # checkpoint or step 0 (never silently)
     verify_data(cfg, data, info, log)                       # the parts it reads against the manifest
     check_run_dir(run_dir, info)                            # the run folder takes writes (IOFault if not)
+    save_run_config(saved, run_dir, cfg, info)              # <run>/run_config.toml (trainer.run_folder)
     built = build_model(cfg, mcfg, info, levers, warn)      # model + AdamW with those levers applied
     restore(start, built.model, built.optimizer, info, run_dir)  # weights, AdamW and RNG state; stale temps
     loader = build_loader(cfg, data, info, start)           # blended stream, positioned at start.step
@@ -33,21 +34,21 @@ from trainer import checkpoint as ckpt
 from trainer import dist as D
 from trainer.config import ConfigError, RunConfig
 from trainer.optim import WSDSchedule, build_optimizer
+from trainer.run_folder import DEFINING, PHASE2_KEYS, SAVED
 from trainer.writers import check_writable
 
 # A run-config key that changes the arithmetic of the run may not change on resume (it would silently
-# start another run in the same folder); phase-2 mixture and logging/checkpoint cadence may.
-FROZEN_KEYS = [("model", "config"), ("data", "corpus"), ("data", "seq_len"), ("data", "seed"),
-               ("data", "phase1_mixture"), ("train", "batch_tokens"), ("train", "phase1_tokens"),
-               ("train", "seed"), ("schedule", "warmup_tokens"), ("schedule", "init_frac"), ("optim", "lr")]
-FROZEN_IN_PHASE2 = [("train", "phase2_tokens"), ("data", "phase2_mixture"), ("schedule", "decay"),
-                    ("schedule", "final_frac")]
+# start another run in the same folder); phase-2 mixture and logging/checkpoint cadence may. The lists live
+# with the run folder's saved config, which applies the same rule to the command line.
+FROZEN_KEYS = DEFINING
+FROZEN_IN_PHASE2 = PHASE2_KEYS
 
 
 @dataclass
 class Data:
     corpus: object  # trainer.data.Corpus
     mixture: object  # trainer.data.Mixture
+    next_mixture: object = None  # phase 1: phase 2's mixture, read against the corpus before the first step
 
 
 @dataclass
@@ -95,11 +96,21 @@ def build_model_config(cfg: RunConfig):
 
 
 def build_data(cfg: RunConfig, phase: int, mcfg) -> Data:
-    from trainer.data import Corpus, check_tokenizer, load_mixture
+    """The corpus and this phase's mixture. Phase 1 also reads phase 2's mixture against the corpus, so a typo
+    in it stops the run before its first step rather than after all of phase 1."""
+    from trainer.data import Corpus, MixtureError, check_tokenizer, load_mixture
 
     corpus = Corpus.open(cfg.data.corpus)
     check_tokenizer(corpus, vocab_size=mcfg.vocab_size, tokenizer_sha256=mcfg.tokenizer_sha256 or None)
-    return Data(corpus, load_mixture(cfg.mixture_for(phase), corpus))
+    mixture = load_mixture(cfg.mixture_for(phase), corpus, renormalise=cfg.data.renormalise)
+    nxt = None
+    if phase == 1 and cfg.train.phase2_tokens > 0:
+        try:
+            nxt = load_mixture(cfg.mixture_for(2), corpus, renormalise=cfg.data.renormalise)
+        except MixtureError as e:
+            raise MixtureError(f"phase 2's mixture (data.phase2_mixture, checked before phase 1 starts): {e}; "
+                               f"nothing was trained") from None
+    return Data(corpus, mixture, nxt)
 
 
 def verify_data(cfg: RunConfig, data: Data, info: D.DistInfo, log) -> None:
@@ -157,9 +168,10 @@ def plan_steps(cfg: RunConfig, phase: int, info: D.DistInfo) -> Steps:
 
 
 def check_frozen(saved: dict, cfg: RunConfig, phase2: bool, where: Path) -> None:
-    now = cfg.to_dict()
+    now, default = cfg.to_dict(), RunConfig().to_dict()
     for sec, key in FROZEN_KEYS + (FROZEN_IN_PHASE2 if phase2 else []):
-        a, b = saved.get(sec, {}).get(key), now[sec][key]
+        # a key newer than the checkpoint had its default value then
+        a, b = saved.get(sec, {}).get(key, default[sec][key]), now[sec][key]
         if a != b:
             raise ConfigError(f"{sec}.{key} = {b!r} but the run in {where} was trained with {a!r}; "
                               f"pass --{sec}.{key}={a!r} to continue it, or use a new --run-dir")
@@ -179,14 +191,29 @@ def check_run_dir(run_dir: Path, info: D.DistInfo) -> None:
         raise fault
 
 
+def save_run_config(saved, run_dir: Path, cfg: RunConfig, info: D.DistInfo) -> None:
+    """Rank 0 saves the run's config (`trainer.run_folder`) once the checks passed; a failed write stops every
+    rank with the IOFault."""
+    fault = None
+    if info.is_main:
+        try:
+            saved.write(run_dir, cfg)
+        except IOFault as e:
+            fault = e
+    fault = D.broadcast_object(fault, info)
+    if fault is not None:
+        raise fault
+
+
 def set_aside(run_dir: Path) -> Path:
-    """Move a run's checkpoints/, metrics.jsonl and tb/ into <run>/previous-N/ (nothing is deleted)."""
+    """Move a run's checkpoints/, metrics.jsonl, tb/ and saved config into <run>/previous-N/ (nothing is
+    deleted)."""
     n = 1
     while (run_dir / f"previous-{n}").exists():
         n += 1
     dest = run_dir / f"previous-{n}"
     dest.mkdir(parents=True)
-    for name in ("checkpoints", "metrics.jsonl", "tb"):
+    for name in ("checkpoints", "metrics.jsonl", "tb", SAVED):
         if (run_dir / name).exists():
             os.replace(run_dir / name, dest / name)
     return dest

@@ -65,6 +65,9 @@ class DataSection:
     """Mixture drawn in phase 1 (warmup + stable)."""
     phase2_mixture: str = "mixtures/phase2.toml"
     """Mixture drawn in phase 2 (decay); the loader is told to switch when phase 2 starts."""
+    renormalise: bool = False
+    """Both mixtures: drop the sources the corpus lacks (or that have no train tokens) and renormalise the
+    rest, instead of stopping with an error (a mixture file's own `renormalise = true` does the same for it)."""
     seq_len: int = 128
     """Tokens per training sequence (each sample is seq_len + 1 tokens: inputs and shifted labels)."""
     micro_batch: int = 8
