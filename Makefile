@@ -27,7 +27,10 @@ RUN_CONFIG = $(if $(and $(wildcard $(RUN_DIR)/run_config.toml),$(filter file,$(o
 # report: the run's own corpus (from its saved config) unless CORPUS= or CORPUS_DIR= is given
 REPORT_CORPUS = $(if $(filter-out file,$(origin CORPUS) $(origin CORPUS_DIR)),--corpus $(CORPUS_DIR))
 
-.PHONY: help setup corpus status verify inspect plan phase1 phase2 export demo test bench report clean
+ABLATION ?= cpu
+ABLATION_ARGS ?=
+
+.PHONY: help setup corpus status verify inspect plan phase1 phase2 export demo test bench report ablation clean
 
 help:
 	@echo "usage: make <target> [VARIABLE=value ...]   e.g. make corpus CORPUS=jetmoe ARGS=--executor.workers=8"
@@ -67,6 +70,9 @@ export: setup ## write exports/<run name> (Hugging Face JetMoeForCausalLM) from 
 
 report: setup ## plots and one HTML page of RUN_DIR and its corpus: open reports/<run name>/index.html
 	$(PY) -m trainer report --run $(RUN_DIR) $(REPORT_CORPUS) --out $(REPORT_DIR)
+
+ablation: setup ## train trainer/configs/ablations/$(ABLATION).toml (variants × seeds) into runs/ablation/; ABLATION_ARGS=--quick or overrides
+	$(PY) -m trainer ablation trainer/configs/ablations/$(ABLATION).toml $(ABLATION_ARGS)
 
 demo: setup ## the whole demo on the embedded sample: corpus, phase 1, phase 2, export
 	$(MAKE) corpus

@@ -48,6 +48,7 @@ TRAINER_COMMANDS = {
     "import-hf": "trainer.model.hf:import_main",
     "score": "trainer.model.score:main",
     "report": "trainer.report:main",
+    "ablation": "trainer.ablation:main",
 }
 #: ``jetmoe <command>``: both packages' commands under one name, ``build`` called ``corpus``
 JETMOE_COMMANDS = {"corpus" if name == "build" else name: target
@@ -66,6 +67,7 @@ Required arguments are shown; `jetmoe <command> --help` lists the rest.
     jetmoe import-hf <hf dir> <checkpoint dir>
     jetmoe score     <checkpoint, run or HF dir> <file>
     jetmoe report    [--run runs/tiny] [--corpus shards/sample] [--out <dir>]
+    jetmoe ablation  <grid.toml> [--quick] [--plan] [--out DIR]     # variants at equal active params, over seeds
 """
 
 

@@ -10,6 +10,8 @@
     python -m trainer score     <checkpoint, run or HF dir> <file> [--token-ids] [--no-boundary] [--json]
     python -m trainer report    [--run runs/tiny] [--corpus shards/sample] [--out <dir>]   # default
                                 reports/<run name>; the corpus defaults to the run's own
+    python -m trainer ablation  <grid.toml> [--quick] [--plan] [--out DIR] [--section.key=value ...]
+                                e.g. trainer/configs/ablations/cpu.toml: variants at equal active params, seeds
 """
 import sys
 

@@ -128,20 +128,21 @@ def activation_elems_per_token(m) -> dict[str, float]:
     """Elements kept for backward per token per block, by where they come from. A bf16 autocast run
     keeps these in 2 bytes; fp32 in 4. Attention is assumed to be a fused SDPA kernel (it keeps the
     output and a log-sum-exp per head, not the seq × seq scores)."""
-    d, aw, k, f = m.d_model, m.attn_width, m.top_k, m.ffn_hidden
+    d, aw, f = m.d_model, m.attn_width, m.ffn_hidden
+    (ea, k), (em, km) = m.experts("attn"), m.experts("mlp")
     attn = (d            # RMSNorm input (residual)
             + d          # normed x (input of kv_proj and the experts' W_q)
             + 2 * aw     # K and V (shared by the attention experts)
             + k * aw     # queries of the top-k attention experts (post-RoPE)
             + k * aw     # attention outputs (inputs of each expert's W_o)
-            + m.n_experts)  # router logits
+            + ea)        # router logits
     mlp = (d             # RMSNorm input
            + d           # normed x
-           + k * d       # routed copies of the token for its top-k experts
-           + k * 2 * f   # gate and up projections
-           + k * f       # SiLU(gate) · up (input of the down projection)
-           + k * d       # expert outputs before the gate-weighted sum
-           + m.n_experts)
+           + km * d      # routed copies of the token for its top-k experts
+           + km * 2 * f  # gate and up projections
+           + km * f      # SiLU(gate) · up (input of the down projection)
+           + km * d      # expert outputs before the gate-weighted sum
+           + em)
     return {"attention": float(attn), "mlp": float(mlp)}
 
 

@@ -208,8 +208,8 @@ def run_phase(run: Run, setup: StepSetup, loader) -> int:
                        "lr": lr, "grad_norm": m.grad_norm, "tokens_per_s": tps, "step_s": dt, "data_s": m.data_s,
                        "source_tokens": {names[i]: int(n) * cfg.data.seq_len
                                          for i, n in enumerate(m.source_sequences) if n > 0},
-                       "expert_tokens": {"attn": m.expert_counts[:, 0].tolist(),
-                                         "mlp": m.expert_counts[:, 1].tolist()}}
+                       "expert_tokens": {kind: m.expert_counts[:, i, :run.mcfg.experts(kind)[0]].tolist()
+                                         for i, kind in enumerate(("attn", "mlp"))}}
                 if peak:
                     rec["mfu"] = tps * flops_per_token / (peak * 1e12 * info.world_size)
                 metrics.write(rec)

@@ -43,6 +43,16 @@ class ModelConfig:
     """Experts in every MoA and every MoE layer (HF num_local_experts)."""
     top_k: int = 2
     """Experts chosen per token in every MoA and MoE layer (HF num_experts_per_tok)."""
+    attn_n_experts: int | None = None
+    """Experts in every MoA layer when it differs from n_experts (None = n_experts). 1 with attn_top_k = 1 is
+    dense multi-head attention: one W_q/W_o, gate 1. Hugging Face's JetMoE has one count for both kinds, so
+    a model whose MoA and MoE counts differ trains but cannot be exported."""
+    attn_top_k: int | None = None
+    """Experts chosen per token in every MoA layer (None = top_k)."""
+    mlp_n_experts: int | None = None
+    """Experts in every MoE MLP layer (None = n_experts). 1 with mlp_top_k = 1 is a dense SwiGLU MLP."""
+    mlp_top_k: int | None = None
+    """Experts chosen per token in every MoE MLP layer (None = top_k)."""
     ffn_hidden: int = 5632
     """SwiGLU hidden width per MLP expert (HF intermediate_size)."""
     max_seq_len: int = 4096
@@ -79,9 +89,16 @@ class ModelConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"model config: {name} must be a positive integer, got {value!r}")
-        if self.top_k > self.n_experts:
-            raise ValueError(f"model config: top_k={self.top_k} exceeds n_experts={self.n_experts}; "
-                             "set top_k <= n_experts")
+        for name in ("attn_n_experts", "attn_top_k", "mlp_n_experts", "mlp_top_k"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"model config: {name} must be a positive integer or absent, got {value!r}")
+        for kind, (e_key, k_key) in (("", ("n_experts", "top_k")), ("attn", ("attn_n_experts", "attn_top_k")),
+                                     ("mlp", ("mlp_n_experts", "mlp_top_k"))):
+            e, k = self.experts(kind) if kind else (self.n_experts, self.top_k)
+            if k > e:
+                raise ValueError(f"model config: {k_key}={k} exceeds {e_key}={e} (absent keys take n_experts / "
+                                 f"top_k); set {k_key} <= {e_key}")
         if self.head_dim % 2:
             raise ValueError(f"model config: head_dim={self.head_dim} must be even (RoPE rotates pairs)")
         for name in ("rope_theta", "rms_norm_eps", "block_norm_eps", "init_std"):
@@ -94,10 +111,23 @@ class ModelConfig:
                                       or any(c not in "0123456789abcdef" for c in self.tokenizer_sha256)):
             raise ValueError("model config: tokenizer_sha256 must be 64 lowercase hex digits or \"\"")
 
+    def experts(self, kind: Literal["attn", "mlp"]) -> tuple[int, int]:
+        """(experts, top-k) of the MoA ("attn") or MoE MLP ("mlp") layers, the per-kind keys falling back to
+        n_experts / top_k."""
+        if kind not in ("attn", "mlp"):
+            raise ValueError(f"kind must be 'attn' or 'mlp', got {kind!r}")
+        e, k = getattr(self, f"{kind}_n_experts"), getattr(self, f"{kind}_top_k")
+        return (self.n_experts if e is None else e, self.top_k if k is None else k)
+
+    @property
+    def same_experts(self) -> bool:
+        """True when MoA and MoE have the same expert count and top-k (what Hugging Face's JetMoE holds)."""
+        return self.experts("attn") == self.experts("mlp")
+
     @property
     def n_q_heads(self) -> int:
-        """Query heads attended per token: each of the top_k attention experts brings n_kv_heads."""
-        return self.n_kv_heads * self.top_k
+        """Query heads attended per token: each of the attention top-k experts brings n_kv_heads."""
+        return self.n_kv_heads * self.experts("attn")[1]
 
     @property
     def attn_width(self) -> int:

@@ -10,18 +10,19 @@ __all__ = ["count_params", "param_breakdown", "flops_per_token"]
 
 
 def param_breakdown(cfg: ModelConfig) -> dict[str, dict[str, int]]:
-    """Per component: total parameters and those a single token uses (its top_k experts, all shared parts)."""
-    d, e, k, f, w = cfg.d_model, cfg.n_experts, cfg.top_k, cfg.ffn_hidden, cfg.attn_width
+    """Per component: total parameters and those a single token uses (its top-k experts, all shared parts)."""
+    d, f, w = cfg.d_model, cfg.ffn_hidden, cfg.attn_width
+    (ea, ka), (em, km) = cfg.experts("attn"), cfg.experts("mlp")
     L = cfg.n_layers
     parts = {
         "embedding (tied)": (cfg.vocab_size * d, cfg.vocab_size * d),
         "norms": (L * 2 * d + d, L * 2 * d + d),
         "moa kv_proj (shared)": (L * 2 * w * d, L * 2 * w * d),
-        "moa q+o experts": (L * e * 2 * w * d, L * k * 2 * w * d),
-        "moa router": (L * e * d, L * e * d),
+        "moa q+o experts": (L * ea * 2 * w * d, L * ka * 2 * w * d),
+        "moa router": (L * ea * d, L * ea * d),
         "moa bias": (L * d, L * d),
-        "moe experts": (L * e * 3 * f * d, L * k * 3 * f * d),
-        "moe router": (L * e * d, L * e * d),
+        "moe experts": (L * em * 3 * f * d, L * km * 3 * f * d),
+        "moe router": (L * em * d, L * em * d),
         "moe bias": (L * d, L * d),
     }
     return {name: {"total": t, "active": a} for name, (t, a) in parts.items()}
@@ -36,8 +37,9 @@ def count_params(cfg: ModelConfig) -> tuple[int, int]:
 def active_matmul_params(cfg: ModelConfig) -> int:
     """Weights a token multiplies through: routers, shared K/V, its experts' q/o and MLP, and the LM head
     (the tied embedding counted as the output projection; the input lookup is not a matmul)."""
-    d, e, k, f, w = cfg.d_model, cfg.n_experts, cfg.top_k, cfg.ffn_hidden, cfg.attn_width
-    per_layer = 2 * w * d + k * 2 * w * d + e * d + k * 3 * f * d + e * d
+    d, f, w = cfg.d_model, cfg.ffn_hidden, cfg.attn_width
+    (ea, ka), (em, km) = cfg.experts("attn"), cfg.experts("mlp")
+    per_layer = 2 * w * d + ka * 2 * w * d + ea * d + km * 3 * f * d + em * d
     return cfg.n_layers * per_layer + cfg.vocab_size * d
 
 

@@ -85,6 +85,12 @@ def _hf_to_ours_name(name: str) -> str | None:
 
 
 def to_hf_config(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
+    if not cfg.same_experts:
+        (ea, ka), (em, km) = cfg.experts("attn"), cfg.experts("mlp")
+        raise ValueError(f"this model has {ea} attention experts top-{ka} but {em} MLP experts top-{km}: Hugging "
+                         "Face's JetMoeForCausalLM has one num_local_experts / num_experts_per_tok for both, so it "
+                         "cannot hold this model. Only a model whose MoA and MoE expert counts and top-k are equal "
+                         "can be exported (the ablation grid's MoE-only / MoA-only variants cannot)")
     if abs(cfg.block_norm_eps - HF_BLOCK_EPS) > 1e-12:
         raise ValueError(f"block_norm_eps={cfg.block_norm_eps} cannot be exported: transformers' JetMoE fixes the "
                          f"in-block RMSNorm eps at {HF_BLOCK_EPS}, so its logits would differ from ours")

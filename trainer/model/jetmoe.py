@@ -47,7 +47,8 @@ class ModelOutput:
     z_loss: torch.Tensor
     """Σ over MoA and MoE routers of the ST-MoE z-loss."""
     expert_counts: torch.Tensor
-    """[n_layers, 2, n_experts] int64 tokens routed per expert; [:, 0] attention, [:, 1] MLP."""
+    """[n_layers, 2, E] int64 tokens routed per expert; [:, 0] attention, [:, 1] MLP. E is the larger of the
+    two kinds' expert counts; the kind with fewer experts is zero-padded past its own count."""
     load_balance_per_layer: torch.Tensor
     """[n_layers, 2] the terms of load_balance_loss (detached)."""
     z_loss_per_layer: torch.Tensor
@@ -91,15 +92,16 @@ class MoA(nn.Module):
         self.cfg = cfg
         width = cfg.attn_width
         self.kv_proj = CastLinear(cfg.d_model, 2 * width, bias=False)  # [K; V] along out, as HF
-        self.router = TopKRouter(cfg.d_model, cfg.n_experts, cfg.top_k)
-        self.q_proj = ExpertLinear(cfg.n_experts, cfg.d_model, width)   # HF experts.input_linear
-        self.o_proj = ExpertLinear(cfg.n_experts, width, cfg.d_model)   # HF experts.output_linear
+        n_exp, top_k = cfg.experts("attn")
+        self.router = TopKRouter(cfg.d_model, n_exp, top_k)
+        self.q_proj = ExpertLinear(n_exp, cfg.d_model, width)   # HF experts.input_linear
+        self.o_proj = ExpertLinear(n_exp, width, cfg.d_model)   # HF experts.output_linear
         self.bias = nn.Parameter(torch.empty(cfg.d_model))
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, Routing]:
         cfg = self.cfg
         b, t, d = x.shape
-        h, hd, k = cfg.n_kv_heads, cfg.head_dim, cfg.top_k
+        h, hd, k = cfg.n_kv_heads, cfg.head_dim, self.router.top_k
         flat = x.reshape(-1, d)
         routing = self.router(flat)
         backend = resolve_backend(cfg.backend, x.device, (d, cfg.attn_width), mlp=False)
@@ -130,17 +132,19 @@ class Block(nn.Module):
         self.attn_norm = RMSNorm(cfg.d_model, cfg.block_norm_eps)
         self.attn = MoA(cfg)
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.block_norm_eps)
-        self.mlp = MoEMLP(cfg.d_model, cfg.ffn_hidden, cfg.n_experts, cfg.top_k, cfg.backend)
+        self.mlp = MoEMLP(cfg.d_model, cfg.ffn_hidden, *cfg.experts("mlp"), cfg.backend)
 
     def forward(self, x, cos, sin) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (x, load balance [2], z-loss [2], expert counts [2, E]); [0] attention, [1] MLP. Tensors only,
-        so a compiled block returns them without reconstructing Python objects."""
+        so a compiled block returns them without reconstructing Python objects. E is the larger kind's expert
+        count; the other kind's counts are zero-padded past its own."""
         a, attn_routing = self.attn(self.attn_norm(x), cos, sin)
         x = x + a
         m, mlp_routing = self.mlp(self.mlp_norm(x))
+        width = max(attn_routing.counts.numel(), mlp_routing.counts.numel())
         return (x + m, torch.stack([attn_routing.load_balance_loss(), mlp_routing.load_balance_loss()]),
                 torch.stack([attn_routing.z_loss(), mlp_routing.z_loss()]),
-                torch.stack([attn_routing.counts, mlp_routing.counts]))
+                torch.stack([F.pad(c, (0, width - c.numel())) for c in (attn_routing.counts, mlp_routing.counts)]))
 
 
 class JetMoE(nn.Module):
