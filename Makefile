@@ -12,8 +12,13 @@ ARGS ?=
 EXPORT_DIR ?= exports/$(MODEL)
 CORPUS_DIR ?= shards/$(CORPUS)
 REPORT_DIR ?= reports/$(MODEL)
+SFT_DIR ?= $(RUN_DIR)-sft
+DPO_DIR ?= $(RUN_DIR)-dpo
+CHAT_EXPORT_DIR ?= exports/$(MODEL)-chat
+# demo-chat trains SFT for half an epoch (the config's 3 take ~40 steps), DPO its one epoch
+DEMO_CHAT_SFT_ARGS ?= --train.epochs=0.5
 
-.PHONY: help setup corpus status verify inspect phase1 phase2 export demo test bench report clean
+.PHONY: help setup corpus status verify inspect phase1 phase2 sft dpo export demo demo-chat test bench report clean
 
 help:
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,6 +47,12 @@ phase1: setup ## train phase 1 (warmup + stable) of trainer/configs/$(MODEL).tom
 phase2: setup ## train phase 2 (decay, phase-2 mixture) from phase 1's last checkpoint
 	$(LAUNCH) -m trainer train trainer/configs/$(MODEL).toml --phase 2 --run-dir $(RUN_DIR) $(ARGS)
 
+sft: setup ## phase 3a: SFT of $(RUN_DIR)'s final (phase 2) checkpoint by trainer/configs/align/sft-$(MODEL).toml
+	$(LAUNCH) -m trainer sft trainer/configs/align/sft-$(MODEL).toml --run-dir $(SFT_DIR) --init.checkpoint=$(RUN_DIR) $(ARGS)
+
+dpo: setup ## phase 3b: DPO of $(SFT_DIR)'s final checkpoint by trainer/configs/align/dpo-$(MODEL).toml
+	$(LAUNCH) -m trainer dpo trainer/configs/align/dpo-$(MODEL).toml --run-dir $(DPO_DIR) --init.checkpoint=$(SFT_DIR) $(ARGS)
+
 export: setup ## write a Hugging Face JetMoeForCausalLM folder from the run's last checkpoint
 	$(PY) -m trainer export $(RUN_DIR) $(EXPORT_DIR)
 
@@ -53,6 +64,12 @@ demo: setup ## the whole demo on the embedded sample: corpus, phase 1, phase 2, 
 	$(MAKE) phase1
 	$(MAKE) phase2
 	$(MAKE) export
+
+demo-chat: setup ## after `make demo`: the chat corpus, a short SFT then DPO of runs/tiny, export with the chat template
+	$(MAKE) corpus CORPUS=chat_sample
+	$(MAKE) sft ARGS="$(DEMO_CHAT_SFT_ARGS) $(ARGS)"
+	$(MAKE) dpo
+	$(MAKE) export RUN_DIR=$(DPO_DIR) EXPORT_DIR=$(CHAT_EXPORT_DIR)
 
 test: setup ## run the test suite (CPU; GPU tests skip without CUDA)
 	$(PY) -m pytest -q
