@@ -9,6 +9,7 @@ MODEL ?= tiny
 RUN_DIR ?= runs/$(MODEL)
 LAUNCH ?= $(PY)
 ARGS ?=
+SOURCE ?=
 EXPORT_DIR ?= exports/$(MODEL)
 CORPUS_DIR ?= shards/$(CORPUS)
 REPORT_DIR ?= reports/$(MODEL)
@@ -21,7 +22,10 @@ DEMO_CHAT_SFT_ARGS ?= --train.epochs=0.5
 .PHONY: help setup corpus status verify inspect phase1 phase2 sft dpo export demo demo-chat test bench report clean
 
 help:
+	@echo "usage: make <target> [VARIABLE=value ...]   e.g. make corpus CORPUS=jetmoe ARGS=--executor.workers=8"
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@echo "variables: CORPUS=$(CORPUS) (pipeline/configs/<CORPUS>.toml, shards/<CORPUS>)  MODEL=$(MODEL)  RUN_DIR=$(RUN_DIR)"
+	@echo "           SOURCE=<source> (inspect)  ARGS=<more arguments: --section.key=value overrides>  LAUNCH=<torchrun ...>"
 
 $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 	@bash scripts/setup_venv.sh
@@ -29,11 +33,11 @@ $(VENV)/.installed: pyproject.toml scripts/setup_venv.sh
 
 setup: $(VENV)/.installed ## create .venv and install the project (CPU torch unless a CUDA torch is present)
 
-corpus: setup ## build shards/$(CORPUS) from pipeline/configs/$(CORPUS).toml (default: the embedded sample, offline)
+corpus: setup ## build shards/$(CORPUS) from pipeline/configs/$(CORPUS).toml (default: the embedded sample, offline); ARGS=overrides
 	$(PY) -m pipeline build pipeline/configs/$(CORPUS).toml $(ARGS)
 
-status: setup ## show per source and stage: tasks done/total, docs, bytes
-	$(PY) -m pipeline status pipeline/configs/$(CORPUS).toml
+status: setup ## one row per unit of the build of pipeline/configs/$(CORPUS).toml: state, tasks, docs, files, bytes
+	$(PY) -m pipeline status pipeline/configs/$(CORPUS).toml $(ARGS)
 
 verify: setup ## check shards/$(CORPUS) against the shard contract
 	$(PY) -m pipeline verify shards/$(CORPUS)

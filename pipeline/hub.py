@@ -21,9 +21,11 @@ not care where the bytes came from; the download stage lists again on every buil
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -141,14 +143,17 @@ def resolve_commit(repo_id: str, repo_type: str, revision: str | None, *, endpoi
 
 def snapshot(repo_id: str, repo_type: str, commit: str, patterns, local_dir: Path, *,
              endpoint: str | None = None, max_workers: int = 8, retries: int = 5,
-             backoff_s: float = 2.0) -> list[dict[str, Any]]:
+             backoff_s: float = 2.0, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Download the matching files of ``repo_id@commit`` into ``local_dir`` (resumable) and list them.
 
     huggingface_hub's own caches (tree listing, per-file resume metadata) go under ``local_dir/.cache`` so
     that a build's download is self-contained and deleting the work folder deletes all of it. Its local-folder
     mode trusts a file whose metadata says it was fetched at this commit, so a file cut short or damaged
     after the download would stay: each local file is checked against the hub's size, and one that differs
-    is deleted and fetched again."""
+    is deleted and fetched again.
+
+    ``progress(bytes_there, bytes_total)`` is called about once a second while files arrive, and at the end:
+    the listed files' bytes on disk (whole files and ``.incomplete`` parts) out of the listing's total."""
     from huggingface_hub import snapshot_download
 
     def fetch() -> None:
@@ -174,18 +179,62 @@ def snapshot(repo_id: str, repo_type: str, commit: str, patterns, local_dir: Pat
         rel = p.relative_to(local_dir).as_posix()
         if p.is_file() and not rel.startswith(".cache/") and matches(rel, patterns) and rel not in listed:
             p.unlink()
-    fetch()
-    bad = wrong_size(remote)
-    if bad:
-        for p in bad:
-            p.unlink(missing_ok=True)
+    with _watch_bytes(local_dir, remote, progress):
         fetch()
         bad = wrong_size(remote)
+        if bad:
+            for p in bad:
+                p.unlink(missing_ok=True)
+            fetch()
+            bad = wrong_size(remote)
         if bad:
             raise DownloadError(f"{bad[0]}: its size differs from the hub's after downloading it again "
                                 f"({len(bad)} file(s)); delete {local_dir} and run the build again")
     return [{"relpath": f["relpath"], "path": str((local_dir / f["relpath"]).resolve()), "size": f["size"],
              "etag": f["etag"]} for f in remote]
+
+
+def bytes_there(local_dir: Path, files: list[dict[str, Any]]) -> int:
+    """Bytes of ``files`` (a remote listing) under ``local_dir``: each whole file counts up to its listed size;
+    huggingface_hub's partial downloads (``<local_dir>/.cache/huggingface/download/**/*.incomplete``) count as
+    they grow. An estimate for progress only: nothing trusts it."""
+    total = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            total += min(int(f["size"]), (local_dir / f["relpath"]).stat().st_size)
+    partial = local_dir / ".cache" / "huggingface" / "download"
+    if partial.is_dir():
+        for p in partial.rglob("*.incomplete"):
+            with contextlib.suppress(OSError):
+                total += p.stat().st_size
+    return min(total, sum(int(f["size"]) for f in files))
+
+
+@contextlib.contextmanager
+def _watch_bytes(local_dir: Path, files: list[dict[str, Any]], progress: Callable[[int, int], None] | None,
+                 every_s: float = 1.0):
+    """Report :func:`bytes_there` to ``progress`` from a thread while the block runs, and once at its end.
+    huggingface_hub's own per-file bars go to a terminal the build's line owns, so the build follows the
+    bytes on disk instead (the same for one file or thousands, and for a resumed download)."""
+    if progress is None:
+        yield
+        return
+    total = sum(int(f["size"]) for f in files)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            progress(bytes_there(local_dir, files), total)
+
+    progress(bytes_there(local_dir, files), total)
+    thread = threading.Thread(target=loop, name="download-bytes", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    progress(bytes_there(local_dir, files), total)
 
 
 def _repo_prefix(repo_id: str, repo_type: str) -> str:

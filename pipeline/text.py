@@ -49,7 +49,25 @@ class RegexWordTokenizer(WordTokenizer):
         super().__init__(language)
 
     def word_tokenize(self, text: str) -> list[str]:
-        return _WORD_RE.findall(text)
+        """``_WORD_RE.findall(text)``, computed per whitespace-separated chunk (about 2x faster, same tokens).
+
+        No token contains whitespace, and every lookaround of ``_WORD_RE`` sees whitespace and a string end
+        alike (``(?<!\\w)``, ``(?![\\w.])``, ``\\b``), so the tokens of the text are the tokens of its chunks
+        in order. Two chunk shapes need no regex: an alphanumeric chunk is one token (``[^\\W_]`` is exactly
+        ``str.isalnum``; a number or a word alternative takes it whole), and an alphanumeric chunk plus one
+        last non-alphanumeric character is those two tokens (no alternative runs past an alphanumeric run
+        into a final symbol). Most chunks of prose are one of the two."""
+        out: list[str] = []
+        add, extend, find = out.append, out.extend, _WORD_RE.findall
+        for chunk in text.split():
+            if chunk.isalnum():
+                add(chunk)
+            elif chunk[:-1].isalnum():  # ("".isalnum() is False: a lone symbol goes to the regex)
+                add(chunk[:-1])
+                add(chunk[-1])
+            else:
+                extend(find(chunk))
+        return out
 
     def sent_tokenize(self, text: str) -> list[str]:
         return [text[a:b] for a, b in self.span_tokenize(text)]

@@ -162,7 +162,7 @@ def test_status_and_inspect_read_the_chat_corpus(built):
     r = subprocess.run([sys.executable, "-m", "pipeline", "status", "pipeline/configs/chat_sample.toml",
                         f"--tokenizer.path={tok}", f"--corpus.work_dir={root / 'work'}",
                         f"--corpus.shards_dir={shards}"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "38/38 done" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "38/38 units done" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([sys.executable, "-m", "pipeline", "inspect", str(shards), "dpo_ultrafeedback", "--docs", "1",
                         "--chars", "100000"],
                        cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -37,7 +37,7 @@ def test_cli_takes_overrides(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipeline", "status", str(cfg), "--executor.workers=8",
                         "--format.tasks=2"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "0/18 done" in r.stdout and f"python -m pipeline build {cfg} --executor.workers=8 --format.tasks=2" in r.stdout
+    assert "0/18 units done" in r.stdout and f"python -m pipeline build {cfg} --executor.workers=8 --format.tasks=2" in r.stdout
     r = subprocess.run([sys.executable, "-m", "pipeline", "status", str(cfg), "--workers=8"], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "a config override is --section.key=value" in r.stderr

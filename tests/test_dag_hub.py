@@ -79,3 +79,36 @@ def test_snapshot_resumes_and_reports_missing_repo(fake_hub, tmp_path):
     assert after == [f"GET /datasets/fake/alpha/resolve/{sha}/data/part-1.jsonl"]
     with pytest.raises(hub.DownloadError, match=r"(?s)fake/nope.*RepositoryNotFoundError.*Check the repo id"):
         hub.resolve_commit("fake/nope", "dataset", "main", endpoint=server.url, retries=0)
+
+
+def test_snapshot_reports_bytes_there_out_of_the_hubs_total(fake_hub, tmp_path):
+    """The download's progress: the listed files' bytes on disk out of the hub's total, partial files
+    (huggingface_hub's ``.incomplete`` parts) counted as they grow, the last report the whole."""
+    server, mirror = fake_hub
+    sha = server.commit("fake/alpha")
+    total = sum(p.stat().st_size for p in (mirror / "fake/alpha/data").glob("*.jsonl"))
+    seen: list[tuple[int, int]] = []
+    local = tmp_path / "dl"
+    hub.snapshot("fake/alpha", "dataset", sha, ["data/*.jsonl"], local, endpoint=server.url, retries=0,
+                 backoff_s=0, progress=lambda there, of: seen.append((there, of)))
+    assert seen[0] == (0, total) and seen[-1] == (total, total)
+    assert all(of == total for _, of in seen) and [t for t, _ in seen] == sorted(t for t, _ in seen)
+
+    files = [{"relpath": f"data/part-{i}.jsonl", "size": (mirror / f"fake/alpha/data/part-{i}.jsonl").stat().st_size}
+             for i in range(3)]
+    (local / "data/part-2.jsonl").unlink()
+    part = local / ".cache/huggingface/download/data/part-2.jsonl.0123abcd.incomplete"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(b"x" * 5)
+    assert hub.bytes_there(local, files) == total - files[2]["size"] + 5
+
+
+def test_hub_build_writes_the_downloads_byte_progress(fake_hub, tmp_path):
+    """Through a build: the download task's progress file holds the hub's total and all of it there."""
+    server, _ = fake_hub
+    cfg = _hub_config(tmp_path, server)
+    assert {o.state for o in build(cfg, registry=REGISTRY, progress=False)} == {"done"}
+    listing = json.loads((tmp_path / "work/alpha/download/files.json").read_text())
+    (rec_path,) = (tmp_path / "work/alpha/download/_logs").rglob("progress/00000.json")
+    rec = json.loads(rec_path.read_text())
+    assert rec["input_total"] == rec["input_bytes"] == sum(f["size"] for f in listing["files"]) and rec["done"]

@@ -16,8 +16,8 @@ def _states(outcomes) -> dict[str, str]:
     return {o.unit: o.state for o in outcomes}
 
 
-def _status(cfg) -> dict[tuple[str, str], str]:
-    return {(r[0], r[1]): r[2] for r in status_rows(make_plan(load_config(cfg, registry=REGISTRY), REGISTRY))}
+def _status(cfg) -> dict[str, str]:
+    return {r.unit: r.state for r in status_rows(make_plan(load_config(cfg, registry=REGISTRY), REGISTRY))}
 
 
 def test_files_added_to_or_removed_from_a_mirror_are_noticed(fake_build):
@@ -26,7 +26,7 @@ def test_files_added_to_or_removed_from_a_mirror_are_noticed(fake_build):
     work = root / "work"
     n = len(docs_of(work, "alpha"))
     (mirror / "fake/alpha/data/part-9.jsonl").write_text(json.dumps({"text": "a file added later"}) + "\n")
-    assert _status(cfg)[("alpha", "download")] == "listing changed"
+    assert _status(cfg)["download/alpha"] == "listing changed"
     states = _states(build(cfg, registry=REGISTRY, progress=False))
     assert states["download/alpha"] == "done" and states["format/alpha"] == "done"
     assert states["download/beta"] == states["format/beta"] == "cached"

@@ -35,8 +35,8 @@ def test_deleted_shards_are_rebuilt_not_cached(tmp_path):
 
     shutil.rmtree(shards)
     s = _cli("status", str(cfg))
-    assert re.search(r"templategsm\s+shard\s+outputs missing", s.stdout), s.stdout
-    assert re.search(r"\(corpus\)\s+manifest\s+outputs missing", s.stdout), s.stdout
+    assert re.search(r"shard/templategsm\s+outputs missing", s.stdout), s.stdout
+    assert re.search(r"manifest/_corpus\s+outputs missing", s.stdout), s.stdout
     r = _cli("build", str(cfg), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "18 units (14 cached, 4 done)" in r.stdout  # three shard units and the manifest

@@ -61,7 +61,7 @@ def test_sample_every_source_yields_documents(tmp_path):
     table = summary(plan)
     assert "TOTAL" in table and all(s in table for s in cfg.sources)
     rows = status_rows(plan)
-    assert all(r[2] == "done" for r in rows)
+    assert [r.unit for r in rows] == [u.id for u in plan.units] and all(r.state == "done" for r in rows)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -93,8 +93,8 @@ def test_cli_corrupt_file_fails_build_lists_it_and_resumes(tmp_path):
     assert re.search(r"openhermes\s+\d+\s+\d+", r.stdout) and "ultrachat" in r.stdout  # the others built
     s = _cli("status", str(cfg))
     assert s.returncode == 0
-    assert re.search(r"dolma_pes2o\s+format\s+failed \(1\)\s+0/1", s.stdout), s.stdout
-    assert re.search(r"openhermes\s+format\s+done\s+1/1\s+\d+", s.stdout), s.stdout
+    assert re.search(r"format/dolma_pes2o\s+failed \(1\)\s+0/1", s.stdout), s.stdout
+    assert re.search(r"format/openhermes\s+done\s+1/1\s+\d+", s.stdout), s.stdout
 
     bad.write_bytes(good)
     r = _cli("build", str(cfg), "--no-progress")

@@ -46,7 +46,11 @@ def make_corpus_inputs(root: Path) -> Path:
     for i, s in enumerate(SOURCES):
         body = m["sources"][s]
         body["accounting"] = _accounting(i, sum(sp["n_docs"] for sp in body["splits"].values()))
-    m["fidelity"] = {s: {"stage": "filter", "removed_share": 0.1 * (i % 4)} for i, s in enumerate(SOURCES[:5])}
+    # the corpus builder's rows (pipeline.fidelity.manifest_fidelity), for five of the sources
+    m["fidelity"] = {s: {"docs_in": 100, "kept": 100 - 10 * (i % 4), "removed_share": 0.1 * (i % 4),
+                         "format_share": 0.0, "filter_share": 0.1 * (i % 4), "top_rule": "filter/gopher_short_doc",
+                         "top_rule_share": 0.1 * (i % 4), "threshold": 0.25, "status": "warn" if i % 4 > 2 else "ok"}
+                     for i, s in enumerate(SOURCES[:5])}
     (root / "manifest.json").write_text(json.dumps(m, indent=1, sort_keys=True))
     return root
 

@@ -124,6 +124,23 @@ def verify_data(cfg: RunConfig, data: Data, info: D.DistInfo, log) -> None:
         f"({time.perf_counter() - t0:.1f} s on {info.world_size} rank(s))")
 
 
+def batch_hint(seqs: int, micro_batch: int, ranks: int, seq_len: int) -> str:
+    """What to change when a batch of ``seqs`` sequences does not split into ``micro_batch`` × ``ranks``:
+    the micro-batch (a memory setting; the recipe's batch stays), else the number of ranks, and the batch
+    itself only when neither can (it changes the recipe)."""
+    if seqs % ranks == 0:
+        per_rank = seqs // ranks
+        fits = [m for m in range(min(micro_batch, per_rank), 0, -1) if per_rank % m == 0]
+        verbs = "divides them and uses" if len(fits) == 2 else "divide them and use"
+        others = f"; {', '.join(map(str, fits[1:4]))} also {verbs} less memory" if fits[1:] else ""
+        return (f"keep the recipe's batch and use --data.micro_batch={fits[0]} (each rank gets {per_rank} "
+                f"sequences per step{others})")
+    ranks_ok = [r for r in range(1, min(seqs, 4 * ranks) + 1) if seqs % r == 0]
+    batch = max(1, round(seqs / (micro_batch * ranks))) * micro_batch * ranks * seq_len
+    return (f"{seqs} sequences do not split over {ranks} ranks: run on {', '.join(map(str, ranks_ok))} ranks, "
+            f"or, changing the recipe, --train.batch_tokens={batch}")
+
+
 def plan_steps(cfg: RunConfig, phase: int, info: D.DistInfo) -> Steps:
     sched = WSDSchedule.from_config(cfg)
     per_forward = cfg.data.seq_len * cfg.data.micro_batch * info.world_size
@@ -131,8 +148,8 @@ def plan_steps(cfg: RunConfig, phase: int, info: D.DistInfo) -> Steps:
         seqs = cfg.train.batch_tokens // cfg.data.seq_len
         raise ConfigError(
             f"train.batch_tokens = {cfg.train.batch_tokens} ({seqs} sequences of {cfg.data.seq_len}) is not a "
-            f"multiple of data.micro_batch × ranks = {cfg.data.micro_batch} × {info.world_size}; use e.g. "
-            f"--train.batch_tokens={max(1, round(seqs / (per_forward // cfg.data.seq_len))) * per_forward}")
+            f"multiple of data.micro_batch × ranks = {cfg.data.micro_batch} × {info.world_size}; "
+            + batch_hint(seqs, cfg.data.micro_batch, info.world_size, cfg.data.seq_len))
     return Steps(sched, start_of_phase=0 if phase == 1 else sched.phase1_steps,
                  end_step=sched.phase1_steps if phase == 1 else sched.total_steps,
                  accum=cfg.train.batch_tokens // per_forward)

@@ -1,7 +1,7 @@
 """What a training run prints: the plan before the first step, warnings during it, the summary after it.
 
     say(info, "warning: ...")       # stderr on rank 0, above the progress bar
-    print_plan(run)                 # steps, batch, lr, the mixture's plan, the cost plan, an ETA on CPU
+    print_plan(run)                 # steps, batch, lr, the mixture's plan; the GPU cost plan on GPUs, an ETA on CPU
     print_summary(run, summary, step, last_ckpt)
 
 `run` is `trainer.train.Run` (the built pieces); only rank 0 prints.
@@ -47,9 +47,11 @@ def print_plan(run) -> None:
     tokens = (steps.end_step - steps.start_of_phase) * cfg.train.batch_tokens
     print(f"mixture {cfg.mixture_for(run.phase)} for {tokens:,} tokens:")
     print(format_mixture_plan(plan_mixture(run.data.mixture, run.data.corpus, tokens=tokens)))
-    print(format_plan(plan_run(cfg, run.mcfg, measured_mfu=measured, gpus=gpus), current=run.phase))
-    if info.device.type != "cuda":
-        # No MFU on CPU (no meaningful peak): the estimate for this machine comes from its own past steps.
+    if info.device.type == "cuda":
+        print(format_plan(plan_run(cfg, run.mcfg, measured_mfu=measured, gpus=gpus), current=run.phase))
+    else:
+        # No MFU on CPU (no meaningful peak) and no GPU to price: the GPU cost table would describe another
+        # machine ("wall 0.0036 s"), so only the estimate for this one, from its own past steps, is printed.
         prev = [r["tokens_per_s"] for r in metrics
                 if r.get("kind") == "train" and isinstance(r.get("tokens_per_s"), (int, float))]
         if prev:

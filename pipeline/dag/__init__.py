@@ -2,7 +2,7 @@
 
     python -m pipeline build  pipeline/configs/sample.toml    # offline, the embedded sample (make corpus)
     python -m pipeline build  pipeline/configs/jetmoe.toml    # the real datasets from the hub
-    python -m pipeline status pipeline/configs/sample.toml    # per source and stage: tasks, docs, bytes
+    python -m pipeline status pipeline/configs/sample.toml    # one row per unit: state, tasks, docs, bytes
 
     from pipeline.dag import build, make_plan
     outcomes = build("pipeline/configs/sample.toml", progress=False)
@@ -22,7 +22,8 @@ not fail loudly), collects the unit's accounting and writes ``_DONE.json`` last.
 
 Modules: ``plan`` (units and their order), ``records`` (``_STARTED.json`` / ``_DONE.json``: fingerprints,
 prepare, finish, per-source accounts), ``executors`` (datatrove's, recording failed tasks), ``lock`` (one
-build per work folder; forked workers die with the build), ``runner`` (local and Ray), ``slurm``, ``report``
+build per work folder; forked workers die with the build), ``runner`` (local and Ray), ``slurm``, ``progress``
+(what each task reports while it runs), ``display`` (what the build prints while it runs), ``report``
 (summary, status, failures) and ``cli``.
 """
 
@@ -31,7 +32,7 @@ from pipeline.dag.executors import (LocalExecutor, RayExecutor, SlurmExecutor, i
 from pipeline.dag.plan import BuildError, Plan, Unit, make_plan, resolve_sources  # noqa: F401
 from pipeline.dag.records import (DONE, STARTED, Outcome, finish, is_done, prepare, source_accounts,  # noqa: F401
                                   stage_order, unit_fingerprint)
-from pipeline.dag.report import failure_report, status_rows, summary, table  # noqa: F401
+from pipeline.dag.report import failure_report, status_rows, status_total, summary, table  # noqa: F401
 from pipeline.dag.runner import build, run_unit  # noqa: F401
 from pipeline.dag.slurm import submit_slurm  # noqa: F401
 from pipeline.dag.cli import build_main, status_main  # noqa: F401,E402

@@ -2,7 +2,7 @@
 
     python -m pipeline build  pipeline/configs/sample.toml                       # resumes where it stopped
     python -m pipeline build  pipeline/configs/jetmoe.toml --executor.kind=slurm --executor.workers=64
-    python -m pipeline status pipeline/configs/sample.toml                       # per source and stage
+    python -m pipeline status pipeline/configs/sample.toml                       # one row per unit
 
 Overrides are applied to the config file before it is read (``pipeline.config``). Exit status: 0 when every
 unit is done (or submitted to Slurm), 1 when a task failed on the data (each is listed with its message and
@@ -21,7 +21,8 @@ from jetmoe_core.io import IOFault
 
 from pipeline.config import ConfigError, load_config
 from pipeline.dag.plan import BuildError, make_plan
-from pipeline.dag.report import failure_report, status_rows, summary, table
+from pipeline.dag.report import (STATUS_HEADERS, failure_report, fidelity_summary, status_rows, status_total,
+                                 summary, table)
 from pipeline.dag.runner import build
 
 
@@ -44,7 +45,9 @@ def _parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Names
 
 def build_main(argv: list[str] | None = None) -> int:
     p = _parser("python -m pipeline build", "Build a corpus (resumes where an earlier run stopped).")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="print no progress, only failures and the summary (progress lines without a terminal "
+                        "come every $JETMOE_PROGRESS_INTERVAL seconds, default 30)")
     p.add_argument("--rebuild", action="store_true", help="forget earlier runs: delete the work folder first")
     args = _parse(p, argv)
     try:
@@ -65,6 +68,9 @@ def build_main(argv: list[str] | None = None) -> int:
         counts[o.state] = counts.get(o.state, 0) + 1
     print()
     print(summary(plan))
+    fidelity = fidelity_summary(plan)
+    if fidelity:
+        print("\n" + fidelity)
     print(f"\ncorpus {cfg.name}: {len(outcomes)} units (" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
           + f") in {time.monotonic() - t0:.1f}s; work dir {cfg.work_dir}")
     if counts.get("queued"):
@@ -83,14 +89,16 @@ def build_main(argv: list[str] | None = None) -> int:
         return 2
     if report:
         print("\nFAILED:\n" + report, file=sys.stderr)
-        print("\nfix or delete the files named above and run the same command again: finished work is kept.",
+        print("\nfix or delete the files named above (or change the settings a failed check names) and run the "
+              "same command again: finished work is kept.",
               file=sys.stderr)
         return 1
     return 0
 
 
 def status_main(argv: list[str] | None = None) -> int:
-    p = _parser("python -m pipeline status", "Per source and stage: state, tasks done/total, docs, bytes.")
+    p = _parser("python -m pipeline status", "One row per unit of the build (the ids the build prints): state, "
+                                             "tasks done/total, documents, output files and bytes; a total line.")
     args = _parse(p, argv)
     try:
         cfg = load_config(args.config, overrides=args.overrides)
@@ -100,11 +108,12 @@ def status_main(argv: list[str] | None = None) -> int:
         return 2
     notes: list[str] = []
     rows = status_rows(plan, notes)
-    print(table(["source", "stage", "state", "tasks", "docs", "bytes"], rows, right={3, 4, 5}))
+    total = status_total(rows)
+    print(table(STATUS_HEADERS, [r.cells() for r in rows], right={2, 3, 4, 5}, footer=[total.cells()]))
     for note in notes:
         print(f"  {note}")
-    states = [r[2] for r in rows]
-    print(f"\n{states.count('done')}/{len(states)} done; work dir {cfg.work_dir}"
-          + ("" if states.count("done") == len(states) else f"; `python -m pipeline build {' '.join([args.config, *args.overrides])}` "
+    n_done = sum(r.state == "done" for r in rows)
+    print(f"\n{n_done}/{len(rows)} units done; work dir {cfg.work_dir}"
+          + ("" if n_done == len(rows) else f"; `python -m pipeline build {' '.join([args.config, *args.overrides])}` "
              "runs what is not done"))
     return 0

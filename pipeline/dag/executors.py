@@ -14,15 +14,22 @@ vanished) is recorded with ``"io": true`` and a message naming the path, what th
 when even the failure record cannot be written, ``read_failures`` finds that out by writing a probe file and
 reports the disk's error instead. A failed task's traceback goes to its log file only: the console gets the
 runner's one line per failure.
+
+Every task also reports its progress (``progress``: documents and bytes read, in ``<logging dir>/progress/``),
+and what the libraries print on stderr while it runs (datatrove's and huggingface_hub's tqdm bars) goes to
+its log file, not to the console, where the build draws its own progress (``display``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 # datatrove logs every task at INFO to the console; the build shows progress bars and a summary instead
 # (the full logs stay in each stage's _logs/<job>/logs/). Must be set before loguru is first imported.
@@ -38,6 +45,7 @@ from jetmoe_core.io import IOFault, write_json_atomic  # noqa: E402
 from loguru import logger  # noqa: E402
 
 from pipeline.config import CorpusConfig  # noqa: E402
+from pipeline.dag.progress import TASK_WRITE_S, meter_pipeline, task_meter  # noqa: E402
 
 #: errnos that mean the disk or the filesystem failed, not the data: the build stops and exits 2
 IO_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT,
@@ -80,7 +88,7 @@ def _task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -
     node_prefix = f"[NODE {node_rank}] " if node_rank != -1 else ""
     fmt = (f"{node_prefix}{{time:YYYY-MM-DD HH:mm:ss.SSS}} | <level>{{level: <8}}</level> | "
            f"{{name}}:{{function}}:{{line}} - <level>{{message}}</level>")
-    logger.add(sys.stderr, colorize=DATATROVE_COLORIZE_LOGS, level="INFO" if local_rank == 0 else "ERROR",
+    logger.add(_console or sys.stderr, colorize=DATATROVE_COLORIZE_LOGS, level="INFO" if local_rank == 0 else "ERROR",
                format=fmt, filter=lambda record: record["exception"] is None)
     logger.add(logfile, colorize=False, level="DEBUG", format=fmt, catch=False)
     logger.info(f"Launching pipeline for {rank=}")
@@ -88,6 +96,53 @@ def _task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -
 
 
 _dt_base.add_task_logger = _task_logger
+
+#: the console while a task runs: ``sys.stderr`` then points at the task's log (``_StderrToLog``)
+_console = None
+
+
+class _StderrToLog(io.TextIOBase):
+    """``sys.stderr`` while a task runs: what the libraries print there (datatrove's and huggingface_hub's
+    tqdm bars, warnings) goes to the task's log file as DEBUG lines instead of the console, where the build
+    shows its own progress. A bar's carriage-return frames keep only the last frame of each line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = ""
+        self._busy = False
+
+    def write(self, s: str) -> int:
+        if self._busy:  # loguru reporting its own error through stderr: never loop back into it
+            return len(s)
+        self._busy = True
+        try:
+            self._pending += s
+            *lines, self._pending = self._pending.split("\n")
+            self._pending = self._pending.rsplit("\r", 1)[-1]
+            for line in lines:
+                line = line.rsplit("\r", 1)[-1].strip()
+                if line:
+                    logger.debug(f"stderr: {line}")
+        finally:
+            self._busy = False
+        return len(s)
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+
+@contextlib.contextmanager
+def _task_console() -> Iterator[None]:
+    global _console
+    saved, _console = (sys.stderr, _console), sys.stderr
+    sys.stderr = _StderrToLog()
+    try:
+        yield
+    finally:
+        sys.stderr, _console = saved
 
 
 class _RecordFailures:
@@ -99,6 +154,8 @@ class _RecordFailures:
     """
 
     swallow = True
+    #: seconds between a task's progress-file writes (``progress``); the runner sets it per job
+    progress_every = TASK_WRITE_S
     #: set in a process whose task failed on the disk: its later tasks of this job are not started (the
     #: disk that failed one fails them all; the runner finds them unfinished and reports the disk's error)
     _disk_failed = False
@@ -108,10 +165,15 @@ class _RecordFailures:
 
         if self._disk_failed and self.swallow:
             return PipelineStats()
+        if self.is_rank_completed(rank):  # datatrove skips it; its progress file stays as it was
+            return super()._run_for_rank(rank, local_rank + 1, node_rank)
         failure = f"failures/{rank:05d}.json"
+        pipeline = self.pipeline
         try:
-            # local_rank > 0 keeps datatrove's per-task INFO lines out of the console (they go to the log file)
-            stats = super()._run_for_rank(rank, local_rank + 1, node_rank)
+            self.pipeline = meter_pipeline(pipeline)
+            with task_meter(Path(self.logging_dir.path), rank, self.progress_every), _task_console():
+                # local_rank > 0 keeps datatrove's per-task INFO lines out of the console (they go to the log file)
+                stats = super()._run_for_rank(rank, local_rank + 1, node_rank)
         except Exception as e:  # noqa: BLE001 - any error is the task's failure, recorded and reported
             record = {"rank": rank, **describe_failure(e),
                       "log": self.logging_dir.resolve_paths(f"logs/task_{rank:05d}.log")}
@@ -124,6 +186,8 @@ class _RecordFailures:
             if self.swallow:
                 return PipelineStats()
             raise
+        finally:
+            self.pipeline = pipeline
         if self.logging_dir.exists(failure):
             self.logging_dir.rm(failure)
         return stats

@@ -4,11 +4,15 @@ what each one waits for.
     plan = make_plan(load_config("pipeline/configs/sample.toml"))
     [u.id for u in plan.units]          # ["download/refinedweb", ..., "format/pile", ..., "manifest/_corpus"]
     plan.unit("format/pile").deps       # ["download/pile"]
+    plan.unit("tokenizer/_corpus").gates   # ["fidelity/_corpus"] when the config lists the fidelity guard
     stage = plan.instance(unit)         # the Stage object that runs it
 
 Units come in stage order (``records.stage_order``); within a stage, in the order of the config's sources.
-A per-source unit waits for the same source's (or its group's) units of the stages it runs after; a corpus
-unit waits for every source's.
+A per-source unit waits for the same source's (or its group's) units of the stages it runs after
+(``Stage.runs_after``: its ``after``, and its ``after_if_configured`` that the config lists); a corpus unit
+waits for every source's. Units of a ``gate`` stage (a check whose outputs nothing reads) go to ``gates``
+rather than ``deps``: the unit waits for them and is skipped when one fails, but they are not part of its
+fingerprint or inputs.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ class Unit:
 
     stage: str
     key: str | None
+    #: units whose outputs this one reads: it waits for them, and their records are part of its own
     deps: list[str] = field(default_factory=list)
+    #: units of gate stages: it waits for them and is skipped when one fails, nothing more
+    gates: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -96,7 +103,8 @@ def make_plan(cfg: CorpusConfig, registry: dict[str, Any] | None = None) -> Plan
         for key in keys:
             members = groups[key] if cls.scope == "group" else [key] if cls.scope == "source" else list(cfg.sources)
             deps: list[str] = []
-            for d in cls.after:
+            gates: list[str] = []
+            for d in cls.runs_after(cfg.corpus.stages):
                 dcls = STAGES[d]
                 if dcls.scope == "corpus":
                     dkeys = ["_corpus"]
@@ -104,6 +112,6 @@ def make_plan(cfg: CorpusConfig, registry: dict[str, Any] | None = None) -> Plan
                     dkeys = sorted({group_of[m] for m in members}, key=list(groups).index)
                 else:
                     dkeys = members
-                deps += [f"{d}/{k}" for k in dkeys]
-            units.append(Unit(name, key, deps))
+                (gates if dcls.gate else deps).extend(f"{d}/{k}" for k in dkeys)
+            units.append(Unit(name, key, deps, gates))
     return Plan(cfg, ctx, units)

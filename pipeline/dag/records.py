@@ -70,13 +70,14 @@ def read_json(path: Path) -> dict | None:
 
 def stage_order(names: list[str]) -> list[str]:
     """Topological order of the configured stages, ties in the config's order. A stage runs after those of
-    its ``after`` that the list names (the config loader checks that a full build names them all)."""
+    its ``runs_after(names)`` that the list names (the config loader checks that a full build names all of
+    its ``after``)."""
     from pipeline.stages.base import STAGES
 
     done: list[str] = []
     pending = list(names)
     while pending:
-        ready = [n for n in pending if all(d in done or d not in pending for d in STAGES[n].after)]
+        ready = [n for n in pending if all(d in done or d not in pending for d in STAGES[n].runs_after(names))]
         if not ready:
             raise ConfigError(f"[corpus] stages have a dependency cycle among {pending}")
         done.append(ready[0])

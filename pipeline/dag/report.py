@@ -1,29 +1,34 @@
 """What a build prints: the per-source summary, the status table and the list of failed tasks.
 
     print(summary(plan))            # per source: docs in, kept, dropped, rejected, deduped, tokens, top reasons
-    print(table(headers, status_rows(plan), right={3, 4, 5}))
+    print(fidelity_summary(plan))   # per source: share removed per stage against [fidelity] (pipeline.fidelity)
+    rows = status_rows(plan)        # one StatusRow per unit of the plan: the build's units, its unit ids
+    print(table(STATUS_HEADERS, [r.cells() for r in rows], right={2, 3, 4, 5}, footer=[status_total(rows).cells()]))
     print(failure_report(outcomes)) # each failed task with its message and log file
 
-Every figure comes from the unit records (``records``) and the manifest, the same files the manifest stage
-reads, so the summary and the manifest cannot disagree.
+Every figure comes from the unit records (``records``), the manifest and the tasks' progress files
+(``progress``), the same files the runner and the manifest stage read, so they cannot disagree.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 
 from jetmoe_core import shards as contract
 
 from pipeline.dag.plan import Plan
-from pipeline.dag.records import (DONE, STARTED, Outcome, dir_bytes, not_done_reason, read_json, source_accounts,
-                                  unit_fingerprint, unit_inputs)
+from pipeline.dag.progress import read_unit
+from pipeline.dag.records import (DONE, STARTED, Outcome, not_done_reason, output_files, read_json,
+                                  source_accounts, unit_fingerprint, unit_inputs)
+from pipeline.fidelity import FidelityOptions, evaluate, render
+from pipeline.hub import LISTING
 
 
 def _fmt_int(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
-def _fmt_bytes(n: int | None) -> str:
+def fmt_bytes(n: float | None) -> str:
     if n is None:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -33,13 +38,17 @@ def _fmt_bytes(n: int | None) -> str:
     return str(n)
 
 
-def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None,
+          footer: list[list[str]] | None = None) -> str:
     # a plain fixed-width table: the console output must stay readable in CI logs, without a dependency
     right = right or set()
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)] if rows else [len(h) for h in headers]
+    every = rows + (footer or [])
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *every)] if every else [len(h) for h in headers]
     def line(cells):
         return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule] + [line(r) for r in rows] + ([rule] + [line(r) for r in footer]
+                                                                      if footer else []))
 
 
 def summary(plan: Plan) -> str:
@@ -74,11 +83,65 @@ def summary(plan: Plan) -> str:
                  rows, right={1, 2, 3, 4, 5, 6})
 
 
-def status_rows(plan: Plan, notes: list[str] | None = None) -> list[list[str]]:
-    """One row per unit (per member for group stages): source, stage, state, tasks, docs, bytes. The state
-    is the runner's own verdict (``records.not_done_reason``): "done" only while the unit's record holds,
-    else "pending", "stale", "inputs changed", "outputs missing", "outputs changed", "listing changed", ...,
-    or "running/partial" / "failed (n)" for a unit that started; ``notes`` gets the details."""
+def fidelity_summary(plan: Plan) -> str:
+    """The fidelity table (share of each source removed per stage, the rule that removed the most, the verdict
+    of the ``[fidelity]`` thresholds, default ones when the config sets none) and a line per source past its
+    threshold; "" before any source has a finished stage. Read from the unit records like the summary, so a
+    fully cached build prints it too, and it agrees with the manifest's ``fidelity`` entry."""
+    chains = {s: source_accounts(plan.ctx, plan.config.corpus.stages, s) for s in plan.config.sources}
+    chains = {s: c for s, c in chains.items() if c}
+    if not chains:
+        return ""
+    return render(evaluate(chains, plan.ctx.options.get("fidelity") or FidelityOptions()))
+
+
+@dataclass
+class StatusRow:
+    """One unit of the plan as ``status`` shows it (``cells()`` for the table)."""
+
+    unit: str
+    state: str
+    tasks_done: int
+    tasks_total: int | None
+    docs: str
+    files: int
+    bytes: int
+
+    def cells(self) -> list[str]:
+        return [self.unit, self.state, f"{self.tasks_done}/{self.tasks_total or '?'}", self.docs,
+                _fmt_int(self.files), fmt_bytes(self.bytes)]
+
+
+STATUS_HEADERS = ["unit", "state", "tasks", "docs", "files", "bytes"]
+
+
+def unit_outputs(stage, done: dict | None) -> tuple[int, int]:
+    """``(files, bytes)`` a unit provides: a download's listed files (a mirror is not copied); else the
+    outputs its finished record lists (its folder and what it writes elsewhere: a shard unit's parts under
+    ``shards/<corpus>/<source>/``, the manifest's ``manifest.json`` and ``tokenizer.json``); else, for a unit
+    not finished, what is there now. Task logs and records are not outputs."""
+    listing = read_json(stage.output_dir / LISTING)
+    if listing is not None:
+        return len(listing["files"]), sum(int(f["size"]) for f in listing["files"])
+    out = (done or {}).get("outputs") or {}
+    if "files" in out and "bytes" in out:
+        return int(out["files"]), int(out["bytes"])
+    sizes = []
+    for p in output_files(stage).values():
+        try:
+            sizes.append(p.stat().st_size)
+        except FileNotFoundError:  # removed while we looked
+            pass
+    return len(sizes), sum(sizes)
+
+
+def status_rows(plan: Plan, notes: list[str] | None = None) -> list[StatusRow]:
+    """One row per unit of the plan, in the build's order and with its unit ids (a group stage's unit, e.g.
+    ``format/pile``, is one row: its members' documents summed). The state is the runner's own verdict
+    (``records.not_done_reason``): "done" only while the unit's record holds, else "pending", "stale",
+    "inputs changed", "outputs missing", "outputs changed", "listing changed", ..., or "running/partial" /
+    "failed (n)" for a unit that started; ``notes`` gets the details. ``docs``: documents out of a finished
+    unit; ``~n``: documents its tasks have read so far."""
     rows = []
     cache: dict[str, str] = {}
     for unit in plan.units:
@@ -90,21 +153,7 @@ def status_rows(plan: Plan, notes: list[str] | None = None) -> list[list[str]]:
             reason = f"cannot check: {type(e).__name__}: {e}"
         done = read_json(stage.output_dir / DONE)
         started = read_json(stage.output_dir / STARTED)
-        tasks_done = tasks_total = 0
-        logs_root = stage.output_dir / "_logs"
-        job_dirs = sorted(p for p in logs_root.iterdir() if p.is_dir()) if logs_root.is_dir() else []
-        partial_docs = 0
-        for jd in job_dirs:
-            ex = read_json(jd / "executor.json") or {}
-            total = int(ex.get("world_size") or ex.get("tasks") or 0)
-            comp = len(list((jd / "completions").glob("*"))) if (jd / "completions").is_dir() else 0
-            tasks_done += comp
-            tasks_total += max(total, comp)
-            for sp in (jd / "stats").glob("*.json") if (jd / "stats").is_dir() else []:
-                steps = json.loads(sp.read_text())
-                steps = steps["stats"] if isinstance(steps, dict) and "stats" in steps else steps
-                if steps:
-                    partial_docs += _stat_total(steps[-1])
+        live = read_unit(stage)
         if reason is None:
             state = "done"
         elif done:  # finished once, but its record no longer holds
@@ -115,42 +164,44 @@ def status_rows(plan: Plan, notes: list[str] | None = None) -> list[list[str]]:
             state = "stale" if started.get("fingerprint") != fp else "running/partial"
         else:
             state = "pending"
-        if not job_dirs:
+        tasks_total = live.tasks
+        if not tasks_total:
             try:
                 tasks_total = sum(j.tasks for j in stage.jobs())
             except Exception:  # noqa: BLE001 - a stage that needs upstream outputs to plan: unknown yet
                 tasks_total = 0
-        failed = sum(len(list((jd / "failures").glob("*.json"))) for jd in job_dirs if (jd / "failures").is_dir())
+        failed = _failed_tasks(stage)
         if failed and state != "done":
             state = f"failed ({failed})"
-        listing = read_json(stage.output_dir / "files.json")
-        if listing is not None:  # a download: its size is the listed files' (a mirror is not copied)
-            who = unit.key if len(stage.members) == 1 else f"{unit.key} ({len(stage.members)} sources)"
-            rows.append([who, stage.name, state, f"{tasks_done}/{tasks_total or '?'}",
-                         f"{len(listing['files'])} files", _fmt_bytes(sum(f["size"] for f in listing["files"]))])
-            continue
-        for m in stage.members if stage.scope != "corpus" else [None]:
-            if m is not None:
-                mdone = read_json(plan.ctx.dir(stage.name, m) / DONE) if state == "done" else None
-                acc = (mdone or {}).get("accounts", {}).get(m)
-                docs = acc["docs_out"] if acc else None
-                _, size = dir_bytes(plan.ctx.dir(stage.name, m))
-            else:
-                accs = (done or {}).get("accounts", {}) if state == "done" else {}
-                docs = sum(a["docs_out"] for a in accs.values()) if accs else None
-                _, size = dir_bytes(stage.output_dir)
-            if docs is None and partial_docs and stage.scope != "group":
-                docs_s = f"~{partial_docs:,}"
-            else:
-                docs_s = _fmt_int(docs)
-            rows.append([m or "(corpus)", stage.name, state, f"{tasks_done}/{tasks_total or '?'}", docs_s,
-                         _fmt_bytes(size)])
+        accounts = (done or {}).get("accounts") or {}
+        if state == "done" and accounts:
+            docs = _fmt_int(sum(a["docs_out"] for a in accounts.values()))
+        elif state != "done" and live.docs:
+            docs = f"~{live.docs:,}"
+        else:
+            docs = "-"
+        files, size = unit_outputs(stage, done if state == "done" else None)
+        rows.append(StatusRow(unit.id, state, live.tasks_done, tasks_total, docs, files, size))
     return rows
 
 
-def _stat_total(step: dict) -> int:
-    v = step.get("stats", {}).get("total", 0)
-    return int(v.get("total", 0)) if isinstance(v, dict) else int(v)
+def status_total(rows: list[StatusRow]) -> StatusRow:
+    """The total line: units per state, tasks, output files and bytes (docs are per stage: not summed)."""
+    states: dict[str, int] = {}
+    for r in rows:
+        key = "failed" if r.state.startswith("failed") else r.state
+        states[key] = states.get(key, 0) + 1
+    summary_ = ", ".join(f"{n} {s}" for s, n in sorted(states.items(), key=lambda kv: (kv[0] != "done", kv[0])))
+    return StatusRow(f"total: {len(rows)} units", summary_, sum(r.tasks_done for r in rows),
+                     sum(r.tasks_total or 0 for r in rows), "", sum(r.files for r in rows),
+                     sum(r.bytes for r in rows))
+
+
+def _failed_tasks(stage) -> int:
+    logs_root = stage.output_dir / "_logs"
+    if not logs_root.is_dir():
+        return 0
+    return sum(len(list((jd / "failures").glob("*.json"))) for jd in logs_root.iterdir() if (jd / "failures").is_dir())
 
 
 def failure_report(outcomes: list[Outcome]) -> str:

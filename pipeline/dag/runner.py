@@ -7,13 +7,16 @@ Units run in plan order. A unit whose record still holds (``records.not_done_rea
 upstream records, its outputs there and unchanged) is ``cached``; otherwise it is prepared, every datatrove
 job of it runs with the configured executor, every task is checked for its completion marker, and the unit's
 accounting is collected and ``_DONE.json`` written last. A failed task fails its unit only: units that need it
-are ``blocked``, everything else runs. An I/O fault (a full or read-only disk, a vanished file), in this
-process or in a task, stops the build: its outcome carries the explained error (path, errno, fix). With
-``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``).
+are ``blocked`` (and a blocked unit marked ``clear_when_blocked``, the manifest, has its outputs removed when
+its record no longer holds), everything else runs. An I/O fault (a full or read-only disk, a vanished file),
+in this process or in a task, stops the build: its outcome carries the explained error (path, errno, fix).
+With ``[executor] kind = "slurm"`` the DAG is submitted instead (``pipeline.dag.slurm``). While a job runs,
+the build shows its tasks' progress (``pipeline.dag.display``; ``progress=False`` shows only failures).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -23,16 +26,19 @@ from typing import Any
 from jetmoe_core.io import IOFault
 
 from pipeline.config import CorpusConfig, load_config
+from pipeline.dag.display import Display
 from pipeline.dag.executors import incomplete_ranks, make_executor, read_failures
 from pipeline.dag.lock import build_lock
 from pipeline.dag.plan import BuildError, Plan, Unit, make_plan
-from pipeline.dag.records import Outcome, finish, not_done_reason, prepare, unit_fingerprint, unit_inputs
+from pipeline.dag.records import (Outcome, clear, finish, not_done_reason, prepare, unit_fingerprint,
+                                  unit_inputs)
 from pipeline.dag.slurm import submit_slurm
 
 
-def run_unit(plan: Plan, unit: Unit, fp: str) -> Outcome:
+def run_unit(plan: Plan, unit: Unit, fp: str, show: Display | None = None) -> Outcome:
     """Run one unit unless its record still holds. An OSError in this process (disk full, read-only folder,
-    a vanished file) becomes an I/O-fault outcome that names the path and the fix."""
+    a vanished file) becomes an I/O-fault outcome that names the path and the fix. ``show`` displays the
+    progress of its jobs while they run."""
     stage = plan.instance(unit)
     t0 = time.monotonic()
     action = f"checking {unit.id}:"
@@ -59,16 +65,20 @@ def run_unit(plan: Plan, unit: Unit, fp: str) -> Outcome:
         except Exception as e:  # noqa: BLE001 - a stage that cannot even plan its jobs fails this unit only
             return Outcome(unit.id, "failed", [{"rank": None, "error": f"{type(e).__name__}: {e}", "log": None}],
                            time.monotonic() - t0, reason)
-        for job in jobs:
+        for i, job in enumerate(jobs):
             logs = stage.logs_dir(job.name)
             action = f"running {unit.id} ({job.name}):"
             ex = make_executor(plan.config, job, logs)
+            if show is not None:
+                ex.progress_every = show.task_write_s
             try:
-                ex.run()
+                with show.job(stage, job, i, len(jobs)) if show is not None else contextlib.nullcontext():
+                    ex.run()
             except OSError:
                 raise
             except Exception as e:  # noqa: BLE001 - executor-level errors; task errors are in failures/
-                print(f"{unit.id}: executor error {type(e).__name__}: {e}", file=sys.stderr)
+                msg = f"{unit.id}: executor error {type(e).__name__}: {e}"
+                show.message(msg) if show is not None else print(msg, file=sys.stderr)
             missing = incomplete_ranks(logs, job.tasks)
             if missing:
                 fails = read_failures(logs, missing)
@@ -112,35 +122,35 @@ def _build(plan: Plan, cfg: CorpusConfig, progress: bool) -> list[Outcome]:
     ray_started = False
     if cfg.executor.kind == "ray":
         ray_started = _ray_init(cfg)
-    from tqdm.auto import tqdm
-
-    tqdm.monitor_interval = 0  # no monitor thread: the local executor forks, and a fork copies no threads
-
     cache: dict[str, str] = {}
     state: dict[str, str] = {}
     outcomes: list[Outcome] = []
     io_fault = False
     try:
-        bar = tqdm(plan.units, desc=f"corpus {cfg.name}", unit="unit", disable=not progress, dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 10)
-        for unit in bar:
-            bar.set_postfix_str(unit.id)
-            blocked = [d for d in unit.deps if state.get(d) not in ("done", "cached")]
-            if io_fault:  # a full or read-only disk fails everything after it: stop at the first fault
-                out = Outcome(unit.id, "blocked", [{"rank": None, "error": "not run: an I/O fault stopped the build",
-                                                    "log": None}])
-            elif blocked:
-                out = Outcome(unit.id, "blocked", [{"rank": None, "error": f"needs {', '.join(blocked)}",
-                                                    "log": None}])
-            else:
-                out = run_unit(plan, unit, unit_fingerprint(plan, unit, cache))
-            state[unit.id] = out.state
-            outcomes.append(out)
-            if out.state == "failed":
-                io_fault = io_fault or out.io_fault
-                bar.write(f"FAILED {unit.id}: " + "; ".join(f["error"] for f in out.failures)[:500])
-            elif out.state == "done" and out.reason and out.reason not in ("pending", "inputs changed"):
-                bar.write(f"{unit.id}: ran again ({out.reason})")
+        with Display(plan, enabled=progress) as show:
+            for index, unit in enumerate(plan.units, 1):
+                show.unit(index, unit)
+                blocked = [d for d in unit.deps + unit.gates if state.get(d) not in ("done", "cached")]
+                if io_fault:  # a full or read-only disk fails everything after it: stop at the first fault
+                    out = Outcome(unit.id, "blocked", [{"rank": None, "log": None,
+                                                        "error": "not run: an I/O fault stopped the build"}])
+                elif blocked:
+                    out = Outcome(unit.id, "blocked", [{"rank": None, "error": f"needs {', '.join(blocked)}",
+                                                        "log": None}])
+                    stale = plan.instance(unit)
+                    if stale.clear_when_blocked and not_done_reason(stale, unit_fingerprint(plan, unit, cache),
+                                                                    unit_inputs(plan, unit)) is not None:
+                        clear(stale)
+                else:
+                    out = run_unit(plan, unit, unit_fingerprint(plan, unit, cache), show)
+                state[unit.id] = out.state
+                outcomes.append(out)
+                show.finished(unit, out)
+                if out.state == "failed":
+                    io_fault = io_fault or out.io_fault
+                    show.message(f"FAILED {unit.id}: " + "; ".join(f["error"] for f in out.failures)[:500])
+                elif out.state == "done" and out.reason and out.reason not in ("pending", "inputs changed"):
+                    show.message(f"{unit.id}: ran again ({out.reason})")
     finally:
         if ray_started:
             import ray

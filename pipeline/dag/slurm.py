@@ -44,7 +44,7 @@ def submit_slurm(plan: Plan, *, launch: bool = True) -> list[Outcome]:
         if is_done(stage, fp, inputs):
             outcomes.append(Outcome(unit.id, "cached"))
             continue
-        deps = [last_job[d] for d in unit.deps if d in last_job]
+        deps = [last_job[d] for d in unit.deps + unit.gates if d in last_job]
         started = read_json(stage.output_dir / STARTED)
         # finalize what the cluster ran since the last build (a unit finalized before, whose record no longer
         # holds, is cleared and submitted again instead)

@@ -94,6 +94,11 @@ class StageContext:
     def dir(self, stage: str, source: str | None = None) -> Path:
         return self.work_dir / (source or "_corpus") / stage
 
+    @property
+    def stages(self) -> list[str]:
+        """The stages the config lists (``[corpus] stages``)."""
+        return list(getattr(getattr(self.config, "corpus", None), "stages", None) or [])
+
 
 class Stage(ABC):
     name: ClassVar[str]
@@ -102,6 +107,13 @@ class Stage(ABC):
     #: stages that must be done first: for a per-source stage, those of the same source; for a corpus
     #: stage, those of every source
     after: ClassVar[tuple[str, ...]] = ()
+    #: stages this one runs after only when the config lists them: a stage that may be left out of the DAG
+    #: (decontamination before dedup, the fidelity guard before the tokenizer and the shards)
+    after_if_configured: ClassVar[tuple[str, ...]] = ()
+    #: True for a stage whose outputs no other stage reads (a check, such as the fidelity guard): the units
+    #: after it wait for it and are skipped when it fails, but its record is not one of their inputs, so
+    #: rerunning it (another threshold) reruns nothing after it
+    gate: ClassVar[bool] = False
     #: "source": one instance per source; "group": one per input group (``self.source`` is the group name and
     #: ``self.members`` its sources; reads shared files once, writes each member's <source>/<stage>/ and
     #: returns one account per member); "corpus": one instance for the whole build
@@ -113,6 +125,16 @@ class Stage(ABC):
     #: True when a rerun must keep the unit's files because its job brings them up to date in place (a hub
     #: download resumes and fetches only what is missing); the runner then clears only the task markers
     repairs_in_place: ClassVar[bool] = False
+    #: True for a unit whose outputs must not outlive its record: when a build skips it (a unit it waits for
+    #: failed) and its record no longer holds (another config, changed inputs), the runner removes them. The
+    #: manifest: a trainer must not read a corpus that the current config did not finish
+    clear_when_blocked: ClassVar[bool] = False
+
+    @classmethod
+    def runs_after(cls, stages: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """The stages this one runs after in a DAG of ``stages``: ``after``, then those of
+        ``after_if_configured`` that ``stages`` lists."""
+        return cls.after + tuple(d for d in cls.after_if_configured if d in stages and d not in cls.after)
 
     def __init__(self, ctx: StageContext, source: str | None = None):
         if self.scope in ("source", "group") and source is None:

@@ -6,6 +6,8 @@ Config (``[dedup]`` in the corpus TOML)::
     [dedup]
     exact = true            # drop a document whose normalized text was seen earlier in the source
     minhash = true          # datatrove's MinHash LSH: 5-gram shingles, 14 bands x 8 rows by default
+    [dedup.policy]          # per source: "minhash" (exact + near) or "exact" (exact only); others: the above
+    templategsm = "exact"   # its near-duplicates are its design (thousands of problems per template)
     n_grams = 5
     num_buckets = 14        # bands; with 8 rows a pair with Jaccard 0.8 is caught ~92% of the time
     hashes_per_bucket = 8
@@ -13,6 +15,7 @@ Config (``[dedup]`` in the corpus TOML)::
     word_splitter = "regex" # shingles are word n-grams: "regex" (pipeline/text.py) or "spacy"
     cross_source = true     # drop a document whose normalized text a source earlier in the config kept
 
+The stage reads the filter stage's documents, or the decontaminate stage's when ``[corpus] stages`` lists it.
 Which copy is kept is deterministic: for exact duplicates the first in (task, position) order; for MinHash the
 root of datatrove's union-find; across sources the copy in the source listed first in the config.
 Removed documents are counted under ``exact_dup`` / ``minhash_dup`` / ``cross_source_dup``, and each one is
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -43,11 +46,19 @@ from pipeline.stages.documents import docs_reader, docs_writer, n_input_files
 from pipeline.text import word_splitter
 
 
+#: what ``[dedup.policy]`` can give a source
+DEDUP_LEVELS = ("exact", "minhash")
+
+
 @dataclass
 class DedupOptions:
     """The ``[dedup]`` table."""
     exact: bool = True
     minhash: bool = True
+    #: source -> "minhash" (exact + MinHash near-dedup) or "exact" (exact only); unlisted sources take
+    #: ``exact`` and ``minhash`` above. Near-dedup is noise removal where near-duplicates are noise, and data
+    #: loss where they are the dataset's design (templated problems, one row per answer, shared prompts).
+    policy: dict[str, str] = field(default_factory=dict)
     n_grams: int = 5
     num_buckets: int = 14
     hashes_per_bucket: int = 8
@@ -56,10 +67,29 @@ class DedupOptions:
     language: str = "en"
     cross_source: bool = True
 
+    def __post_init__(self):
+        for src, level in self.policy.items():
+            if level not in DEDUP_LEVELS:
+                raise ValueError(f"[dedup.policy] {src} = {level!r}: use one of {', '.join(DEDUP_LEVELS)}")
+
     def validate(self) -> None:
+        """Checks the config loader runs when the file is read: the MinHash numbers, and every source the
+        policy names."""
+        from pipeline.sources import SOURCES  # imported late: the source catalog is not needed to run a dedup
+
         for key in ("n_grams", "num_buckets", "hashes_per_bucket"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        unknown = sorted(set(self.policy) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"[dedup.policy] names unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
+
+    def for_source(self, source: str) -> "DedupOptions":
+        """These options with the source's policy applied (exact dedup stays on for every level)."""
+        level = self.policy.get(source)
+        if level is None:
+            return self
+        return replace(self, exact=True, minhash=level == "minhash")
 
     def minhash_config(self) -> MinhashConfig:
         return MinhashConfig(n_grams=self.n_grams, num_buckets=self.num_buckets,
@@ -263,13 +293,19 @@ class DedupStage(Stage):
     name = "dedup"
     version = "v1"
     after = ("filter",)
+    # when configured, decontamination runs between the filters and dedup, and dedup reads its output
+    after_if_configured = ("decontaminate",)
     scope = "source"
     section = "dedup"
     Options = DedupOptions
 
+    def fingerprint_extra(self):
+        # this source's level, not the whole policy: changing another source's level reruns only that source
+        return replace((self.options or DedupOptions()).for_source(self.source), policy={})
+
     def jobs(self) -> list[Job]:
-        opts = self.options or DedupOptions()
-        src = self.input_dir("filter")
+        opts = (self.options or DedupOptions()).for_source(self.source)
+        src = self.input_dir("decontaminate" if "decontaminate" in self.ctx.stages else "filter")
         return dedup_jobs(src, self.output_dir, self.output_dir, opts, n_input_files(src))
 
 

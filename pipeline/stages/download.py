@@ -33,6 +33,7 @@ from pipeline import hub
 from jetmoe_core.io import write_json_atomic
 
 from pipeline.accounting import StageAccount
+from pipeline.dag.progress import input_progress
 from pipeline.stages.base import Job, Stage, register
 
 
@@ -90,7 +91,7 @@ class DownloadStep(PipelineStep):
                 local = out / "files"
                 files = hub.snapshot(self.repo_id, self.repo_type, commit, self.allow_patterns, local,
                                      endpoint=o.endpoint, max_workers=o.max_workers, retries=o.retries,
-                                     backoff_s=o.backoff_s)
+                                     backoff_s=o.backoff_s, progress=input_progress)
                 root = str(local.resolve())
         if not files:
             raise hub.DownloadError(

@@ -33,6 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers import JsonlWriter
 
 from pipeline import hub
+from pipeline.dag import progress
 from pipeline.accounting import AccountingError, StageAccount, from_datatrove_stats
 from pipeline.stages import control_chars
 from pipeline.stages.base import GZIP, Job, Stage, register
@@ -125,6 +126,7 @@ class FormatReader(PipelineStep):
                 finally:
                     if scratch is not None:
                         scratch.unlink(missing_ok=True)
+                progress.input_read(f["size"])  # the build's progress: this file's bytes are read
 
     def _read_file(self, path: str, relpath: str, rank: int, rejects: JsonlWriter, Rejected):
         n = 0

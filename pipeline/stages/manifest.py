@@ -6,7 +6,10 @@ the accounting chain: every stage's record (docs in, out, dropped and rejected b
 stage to the shards, read from each stage's ``_DONE.json`` in DAG order through ``pipeline.dag.records`` (the
 reader the runner's summary uses, so the two cannot disagree). It checks that chain before writing:
 each stage balances, each stage's input is the previous one's output, and the last output equals the
-documents in the shards. The JSON has sorted keys and no timestamps, so the same build gives the same bytes.
+documents in the shards. Beside the sources, ``fidelity``: per source the share of its documents each stage
+removed, the rule that removed the most and the ``[fidelity]`` threshold's verdict
+(``pipeline.fidelity.manifest_fidelity``). The JSON has sorted keys and no timestamps, so the same build
+gives the same bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from jetmoe_core.io import sha256_file, write_json_atomic
 
 from pipeline.accounting import AccountingError, StageAccount, check_chain
 from pipeline.dag.records import source_accounts
+from pipeline.fidelity import FidelityOptions, evaluate, manifest_fidelity
 from pipeline.stages.base import STAGES, Job, Stage, register
 from pipeline.stages.tokenizer import copy_tokenizer
 
@@ -69,6 +73,11 @@ def build_manifest(ctx, stages: list[str], shard_stage: str = "shard", tokenizer
                                   f"{n_docs} documents in the shards")
         man["sources"][source] = {"kind": kind, "format": contract.FORMATS[kind], "splits": splits,
                                   "accounting": [a.to_dict() for a in accs]}
+    # per source, the share each stage removed against the [fidelity] threshold (the table the build prints and
+    # `python -m trainer report` shows), from the chains just checked; the guard's defaults when the config
+    # sets none, so every manifest says how much of each dataset survived
+    opts = ctx.options.get("fidelity") or FidelityOptions()
+    man["fidelity"] = manifest_fidelity(evaluate({s: b["accounting"] for s, b in man["sources"].items()}, opts))
     return man
 
 
@@ -98,9 +107,12 @@ class WriteManifest(PipelineStep):
 @register
 class ManifestStage(Stage):
     name = "manifest"
-    version = "v2"  # v2: each source's kind and part format
+    version = "v3"  # v3: the fidelity table; v2: each source's kind and part format
     after = ("shard",)
     scope = "corpus"
+    # a build that stops before the manifest (a failed fidelity guard, a failed source) leaves no manifest of
+    # another config or of other inputs behind for the trainer to read
+    clear_when_blocked = True
 
     def jobs(self) -> list[Job]:
         cfg = self.ctx.config

@@ -199,6 +199,8 @@ class ShardStage(Stage):
     name = "shard"
     version = "v1"
     after = ("dedup_cross", "tokenizer")
+    # the fidelity guard, when configured, passes before any document is tokenized or sharded
+    after_if_configured = ("fidelity",)
     scope = "source"
     section = "shards"
     Options = ShardOptions

@@ -167,6 +167,8 @@ class TokenizerStage(Stage):
     name = "tokenizer"
     version = "v1"
     after = ("dedup_cross",)
+    # the fidelity guard, when configured, passes before any document is tokenized or sharded
+    after_if_configured = ("fidelity",)
     scope = "corpus"
     section = "tokenizer"
     Options = TokenizerOptions

@@ -128,17 +128,17 @@ SMALL_REPOS = {"templategsm": "math-ai/TemplateGSM", "oasst_octopack": "bigcode/
 
 
 def small_corpus_config(root: Path, *, workers: int = 1, minhash: bool = False, tasks: int = 1,
-                        extra: str = "") -> Path:
+                        extra: str = "", stages: list[str] = ALL_STAGES) -> Path:
     """``root/corpus.toml``: the real sources templategsm, oasst_octopack and magicoder_oss read from a copy
-    of their embedded samples in ``root/mirror``, through every stage (download to manifest), with a
-    300-token tokenizer; work in ``root/work``, shards in ``root/shards``. A build takes seconds."""
+    of their embedded samples in ``root/mirror``, through every stage (download to manifest; or ``stages``),
+    with a 300-token tokenizer; work in ``root/work``, shards in ``root/shards``. A build takes seconds."""
     import shutil
 
     mirror = root / "mirror"
     for repo in SMALL_REPOS.values():
         if not (mirror / repo).exists():
             shutil.copytree(REPO_ROOT / "pipeline/samples" / repo, mirror / repo)
-    return write_config(root, mirror, sources=json.dumps(list(SMALL_REPOS)), stages=ALL_STAGES, tasks=tasks,
+    return write_config(root, mirror, sources=json.dumps(list(SMALL_REPOS)), stages=stages, tasks=tasks,
                         executor=f'kind = "local"\nworkers = {workers}',
                         extra=f"\n[dedup]\nminhash = {str(minhash).lower()}\n\n[tokenizer]\nvocab_size = 300\n"
                               f"\n[shards]\nval_fraction = 0.1\n" + extra)

@@ -68,7 +68,7 @@ def make_docs():
 
 def make_ctx(root: Path, **shard_kw) -> StageContext:
     cfg = SimpleNamespace(sha256="0" * 64, corpus=SimpleNamespace(stages=STAGE_NAMES))
-    opts = {"filters": FilterOptions(families=dict(SOURCES)), "dedup": DedupOptions(),
+    opts = {"filters": FilterOptions(policy=dict(SOURCES)), "dedup": DedupOptions(),
             "tokenizer": TokenizerOptions(vocab_size=VOCAB), "shards": ShardOptions(val_fraction=0.1, **shard_kw)}
     return StageContext("tiny", cfg, root / "work", root / "shards", list(SOURCES), opts)
 

@@ -14,8 +14,8 @@ From the corpus folder (manifest.json):
   corpus_drops.png  what became of each source's documents: kept, filtered (by reason), rejected, duplicate
   corpus_dedup.png  duplicates removed per source, split by exact / MinHash / cross-source dedup
 index.html          the plots with the tables: run summary, mixture plan per phase (target, tokens, epochs,
-                    realised), corpus accounting per source; self-contained (relative image links, inline
-                    CSS, no scripts, no network)
+                    realised), corpus accounting and fidelity per source; self-contained (relative image
+                    links, inline CSS, no scripts, no network)
 Either --run or --corpus may be left out; the page then shows what it has. Every file is written atomically.
 """
 from .cli import main

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                           rows=rows, corpus_dir=args.corpus, images=[p for _, p, _ in written])
         written.append(("page", html, f"{len(written)} plots, tables: "
                         + ", ".join(t for t, ok in (("run summary", run), ("mixture plan", any(p.rows for p in plans)),
-                                                    ("corpus accounting", rows)) if ok)))
+                                                    ("corpus accounting", rows),
+                                                    ("fidelity", "fidelity" in (manifest or {}))) if ok)))
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -170,13 +170,39 @@ def _corpus_section(manifest: dict, rows: list[dict], corpus_dir, images: dict[s
     out += [_figure(images[n], CAPTIONS[n]) for n in ("corpus_tokens.png", "corpus_drops.png", "corpus_dedup.png")
             if n in images]
     if "fidelity" in manifest:
-        out += ["<h3>Fidelity</h3>", _fidelity(manifest["fidelity"])]
+        out += ["<h3>Fidelity</h3>",
+                '<p class="meta">share of each source\'s documents the build removed, per stage, against the '
+                "corpus config's [fidelity] threshold</p>",
+                _fidelity(manifest["fidelity"], manifest, [r["source"] for r in rows])]
     return out + ["</section>"]
 
 
-def _fidelity(fid) -> str:
-    """The manifest's `fidelity` entry: a table when it is {row: {column: value}} or [{column: value}], else
-    its JSON as text."""
+def _pct(v) -> str:
+    return "–" if not v else f"{v:.1%}"
+
+
+def _fidelity(fid, manifest: dict, order: list[str]) -> str:
+    """The manifest's `fidelity` entry. The corpus builder's rows ({source: {docs_in, kept, removed_share,
+    <stage>_share, top_rule, top_rule_share, threshold, status}}) become one row per source in the corpus
+    table's order, the stages in their accounting order and shares in percent; any other table shape,
+    {row: {column: value}} or [{column: value}], is shown as it is, anything else as its JSON."""
+    if isinstance(fid, dict) and fid and all(isinstance(v, dict) and "removed_share" in v and "docs_in" in v
+                                             for v in fid.values()):
+        chain = [a.get("stage") for src in (manifest.get("sources") or {}).values()
+                 for a in src.get("accounting", []) if isinstance(a, dict)]
+        keys = {k[:-len("_share")] for v in fid.values() for k in v if k.endswith("_share")}
+        stages = [st for st in dict.fromkeys(chain) if st in keys]
+        stages += sorted(keys - set(stages) - {"removed", "top_rule"})
+        head = ["source", "docs in", "kept", "removed", *stages, "top rule", "threshold", "status"]
+        body = []
+        for name in [n for n in order if n in fid] + [n for n in fid if n not in order]:
+            r = fid[name]
+            top = f"{r['top_rule']} ({_pct(r.get('top_rule_share'))})" if r.get("top_rule") else ""
+            status = str(r.get("status", ""))
+            body.append([name, f"{r['docs_in']:,}", f"{r.get('kept', 0):,}", _pct(r["removed_share"]),
+                         *(_pct(r.get(f"{st}_share")) for st in stages), top, _pct(r.get("threshold")),
+                         status if status == "ok" else Html(f'<span class="warn">{escape(status)}</span>')])
+        return _table("fidelity", head, body, numeric=set(range(1, 4 + len(stages))) | {len(head) - 2})
     if isinstance(fid, dict) and fid and all(isinstance(v, dict) for v in fid.values()):
         rows = [{"": k, **v} for k, v in fid.items()]
     elif isinstance(fid, list) and fid and all(isinstance(v, dict) for v in fid):
