@@ -364,7 +364,7 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"export: error: {e}", file=sys.stderr)
         return 1
     chat_line = [("chat", "tokenizer_config.json holds the chat template: tokenizer.apply_chat_template(messages, "
-                          "add_generation_prompt=True) → model.generate")] if args.chat or is_chat_checkpoint(ckpt) else []
+                          "add_generation_prompt=True) → model.generate")] if chat or is_chat_checkpoint(ckpt) else []
     _summary_of(f"exported {ckpt} -> {out}", ckpt, out,
                 [("load with", f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})"), *chat_line])
     return 0

@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         html = write_html(out / "index.html", run=run, summary=summary, plans=plans, manifest=manifest,
                           rows=rows, corpus_dir=args.corpus, images=[p for _, p, _ in written])
         written.append(("page", html, f"{len(written)} plots, sections: "
-                        + ", ".join(t for t, ok in (("run summary", run), ("alignment", args.sft or args.dpo), ("mixture plan", any(p.rows for p in plans)),
+                        + ", ".join(t for t, ok in (("run summary", run), ("alignment", args.sft or args.dpo),
+                                                    ("mixture plan", any(p.rows for p in plans)),
                                                     ("corpus accounting", rows),
                                                     ("fidelity", "fidelity" in (manifest or {}))) if ok)))
     except (FileNotFoundError, ValueError, KeyError) as e:

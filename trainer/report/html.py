@@ -81,8 +81,8 @@ CAPTIONS = {
     "mixture.png": "Target vs realised share of tokens per source, per phase (log axis).",
     "sft_loss.png": "SFT: train loss on the assistant tokens (per step and smoothed) and the val mean over the SFT "
                     "sources.",
-    "dpo_rewards.png": "DPO: chosen and rejected rewards β·(log π − log π_ref) and their margin (left); the DPO loss "
-                       "and the preference accuracy (right); val as open markers.",
+    "dpo_rewards.png": "DPO: chosen and rejected rewards β·(log π − log π_ref) and their margin (left); the DPO "
+                       "loss and the preference accuracy (right); val as open markers.",
     "corpus_tokens.png": "Train and val tokens per source (log axis).",
     "corpus_drops.png": "What became of each source's documents: kept, filtered by reason, rejected, duplicate.",
     "corpus_dedup.png": "Duplicates removed per source, by exact / MinHash / cross-source deduplication.",
