@@ -7,8 +7,8 @@
     python -m trainer plan      <mixture.toml> --tokens N [--corpus shards/sample] [--json] [--plot f.png]
     python -m trainer export    <checkpoint or run dir> <out dir>      # Hugging Face JetMoeForCausalLM folder
     python -m trainer import-hf <hf dir> <checkpoint dir>              # e.g. the published jetmoe/jetmoe-8b
-    python -m trainer score     <checkpoint, run or HF dir> <file> [--token-ids] [--no-boundary] [--json]
-    python -m trainer report    --out <dir> [--run runs/tiny] [--corpus shards/sample]
+    python -m trainer score     <checkpoint, run or HF dir> <file> [--token-ids] [--no-boundary] [--chat] [--json]
+    python -m trainer report    --out <dir> [--run runs/tiny] [--corpus shards/sample] [--sft DIR] [--dpo DIR]
 """
 import sys
 
