@@ -35,13 +35,20 @@ def configs() -> dict[str, ModelConfig]:
     return {"tiny": tiny, "mid": mid}
 
 
+def hf_config(cfg: ModelConfig, **overrides):
+    """transformers' JetMoeConfig of the same architecture."""
+    import transformers
+
+    hc = to_hf_config(cfg)
+    for k in ("architectures", "model_type", "torch_dtype", "rope_parameters"):
+        hc.pop(k)
+    return transformers.JetMoeConfig(**{**hc, **overrides})
+
+
 def hf_twin(model: JetMoE):
     import transformers
 
-    hc = to_hf_config(model.cfg)
-    for k in ("architectures", "model_type", "torch_dtype", "rope_parameters"):
-        hc.pop(k)
-    hf = transformers.JetMoeForCausalLM(transformers.JetMoeConfig(**hc))
+    hf = transformers.JetMoeForCausalLM(hf_config(model.cfg))
     missing, unexpected = hf.load_state_dict(to_hf_state_dict(model.state_dict()), strict=False)
     if unexpected or [k for k in missing if k != "lm_head.weight"]:
         raise RuntimeError(f"weight transfer failed: missing {missing}, unexpected {unexpected}")

@@ -216,6 +216,10 @@ def _type_admits(tp: Any, value: Any) -> bool:
         return any(_type_admits(a, value) for a in typing.get_args(tp) if a is not type(None))
     if origin is typing.Literal:
         return value in typing.get_args(tp)
+    if origin in (list, tuple):  # list[str] and friends: TOML gave a list
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is int:

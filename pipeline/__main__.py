@@ -20,14 +20,7 @@ inside each unit; $JETMOE_PROGRESS_INTERVAL sets the seconds between lines witho
 """
 import sys
 
-from jetmoe_core.cli import dispatch
-
-COMMANDS = {
-    "build": "pipeline.dag.cli:build_main",
-    "status": "pipeline.dag.cli:status_main",
-    "inspect": "pipeline.inspect:main",
-    "verify": "pipeline.verify:main",
-}
+from jetmoe_core.cli import PIPELINE_COMMANDS as COMMANDS, dispatch
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,9 @@ name the key and list the known ones)::
     [executor]      kind = "local" | "slurm" | "ray", workers; [executor.slurm], [executor.ray]
     [download]      mirror_root (a local folder laid out like the hub) or the hub; retries, max_workers
     [format]        tasks per source
-    [sources.<name>]  per-source overrides: tasks, stream, revision, allow_patterns, repo_id
+    [sources.<name>]  per-source overrides: tasks, stream, revision, allow_patterns, repo_id; or, under a new
+                    name, a source of your own: path or repo_id, format, text_field or chat_field, family, ...
+                    (``pipeline.sources.user``)
     [chat_template] how chat records become text (``pipeline.sources.chat.ChatTemplate``)
     [<section>]     the table of any registered stage (``Stage.section``), parsed into its ``Options``
 
@@ -50,13 +52,15 @@ CORE_TABLES = ("corpus", "executor", "sources", "chat_template")
 # ---------------------------------------------------------------------------------------------- schema
 @dataclass
 class SlurmOptions:
-    partition: str = "cpu"
-    """Slurm partition the array jobs go to."""
+    partition: str | None = None
+    """Slurm partition the array jobs go to; None: the cluster's default partition (sbatch without
+    --partition). Set it in the file or on the command line: --executor.slurm.partition=<name> (`sinfo -s`)."""
     time: str = "12:00:00"
     """Wall-clock limit per array task (sbatch --time)."""
     cpus_per_task: int = 1
     mem_per_cpu_gb: float = 2
-    qos: str = "normal"
+    qos: str | None = None
+    """Slurm QOS; None: the account's default (no --qos)."""
     venv_path: str | None = ".venv/bin/activate"
     """Sourced at the start of every job so the nodes run this project's environment."""
     env_command: str | None = None
@@ -69,6 +73,10 @@ class SlurmOptions:
     """Where Slurm writes its .out files; default: <work_dir>/_slurm_logs/<job>."""
 
     def validate(self) -> None:
+        for key in ("partition", "qos"):
+            if getattr(self, key) == "":
+                raise ValueError(f"{key} is empty: name one (`sinfo -s` lists the partitions), or leave the key out "
+                                 f"for the cluster's default")
         if not re.fullmatch(r"\d+(-\d{1,2}(:\d{2}){0,2}|(:\d{2}){0,2})", self.time):
             raise ValueError(f"time = {self.time!r} is not a Slurm time limit: write minutes, \"HH:MM:SS\" or "
                              f"\"D-HH:MM:SS\", e.g. \"12:00:00\"")
@@ -165,6 +173,8 @@ class CorpusConfig:
     raw: dict[str, Any]
     cli_overrides: list[str] = field(default_factory=list)
     """The ``--section.key=value`` overrides applied to the file, as typed."""
+    user_specs: dict[str, Any] = field(default_factory=dict)
+    """Sources of your own (``[sources.<name>]`` with a path or repo_id and a format): name → SourceSpec."""
 
     @property
     def name(self) -> str:
@@ -237,30 +247,33 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
                 raise ConfigError(f"{path}: stage {name!r} runs after {dep!r}, which [corpus] stages does not "
                                   f"list; add {dep!r} to stages")
 
-    known = _pretrain_sources(registry)
+    recipe = list(registry) if registry is not None else _catalog()
+    src_table = raw.get("sources", {})
+    if not isinstance(src_table, dict):
+        raise ConfigError(f"{path}: [sources] must be a table of [sources.<name>] tables")
+    user_specs = _user_sources(src_table, recipe, path)
+    known = _pretrain_sources(registry) + list(user_specs)
     if corpus.sources == "all":
         sources = list(known)
     elif isinstance(corpus.sources, list):
         sources = list(corpus.sources)
         for name in sources:
-            _check_source(name, path, registry)
+            _check_source(name, path, registry, user=user_specs)
         if len(set(sources)) != len(sources):
             raise ConfigError(f"{path}: [corpus] sources lists a source twice")
     else:
         raise ConfigError(f"{path}: [corpus] sources must be \"all\" or a list of source names")
     if not sources:
         raise ConfigError(f"{path}: [corpus] sources is empty")
-    _check_kinds(sources, path, registry)
+    _check_kinds(sources, path, registry, user_specs)
 
-    overrides: dict[str, SourceOverride] = {}
-    src_table = raw.get("sources", {})
-    if not isinstance(src_table, dict):
-        raise ConfigError(f"{path}: [sources] must be a table of [sources.<name>] tables")
+    # a table of a source this build does not select is checked and left unused, so one config (jetmoe.toml)
+    # builds any subset of its sources: --corpus.sources='["refinedweb", "starcoder"]'
+    overrides: dict[str, Any] = {}
     for name, table in src_table.items():
-        _check_source(name, path, registry, where=f"[sources.{name}]")
-        if name not in sources:
-            raise ConfigError(f"{path}: [sources.{name}] configures a source that [corpus] sources does not select")
-        overrides[name] = from_table(SourceOverride, table, source=path, where=f"sources.{name}")
+        _check_source(name, path, registry, where=f"[sources.{name}]", user=user_specs)
+        overrides[name] = user_specs[name].options if name in user_specs else \
+            from_table(SourceOverride, table, source=path, where=f"sources.{name}")
 
     chat_template = _chat_template(raw.get("chat_template", {}), path)
 
@@ -268,6 +281,7 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
     for section, cls in sections.items():
         if cls.Options is not None:
             options[section] = from_table(cls.Options, raw.get(section, {}), source=path, where=section)
+    _check_source_keyed(options, path, [*_catalog(), *(registry or ()), *user_specs])
     # a stage that reads another stage's documents (input_stage) needs that stage in the DAG
     for section, opts in options.items():
         stage = getattr(opts, "input_stage", None)
@@ -278,7 +292,40 @@ def parse_config(raw: dict[str, Any], *, path: Path | str = "<config>", sha256: 
 
     return CorpusConfig(path=path, sha256=sha256, corpus=corpus, executor=executor, sources=sources,
                         overrides=overrides, chat_template=chat_template, options=options, raw=raw,
-                        cli_overrides=list(cli_overrides or []))
+                        cli_overrides=list(cli_overrides or []), user_specs=user_specs)
+
+
+def _user_sources(src_table: dict, recipe: list[str], path: Path) -> dict[str, Any]:
+    """The ``[sources.<name>]`` tables that declare data of your own (``pipeline.sources.user``), as specs."""
+    from pipeline.sources.user import USER_KEYS, UserSource, user_spec
+
+    out: dict[str, Any] = {}
+    for name, table in src_table.items():
+        if not isinstance(table, dict) or not any(k in table for k in USER_KEYS):
+            continue
+        if name in recipe:
+            raise ConfigError(f"{path}: [sources.{name}] names a recipe source, whose table only overrides tasks, "
+                              f"stream, revision, allow_patterns and repo_id; for data of your own "
+                              f"({', '.join(k for k in USER_KEYS if k in table)}) pick a new name, e.g. "
+                              f"[sources.my_{name}]")
+        opts = from_table(UserSource, table, source=path, where=f"sources.{name}")
+        try:
+            out[name] = user_spec(name, opts)
+        except ValueError as e:
+            raise ConfigError(f"{path}: [sources.{name}] {e}") from None
+    return out
+
+
+def _check_source_keyed(options: dict[str, Any], path: Path, known: list[str]) -> None:
+    """The tables of stage options keyed by source (``Options.SOURCE_KEYED``: [filters.policy],
+    [dedup.policy], ...) name sources of the catalog or of this config's own ``[sources.<name>]``."""
+    known = list(dict.fromkeys(known))
+    for section, opts in options.items():
+        for attr in getattr(opts, "SOURCE_KEYED", ()):
+            unknown = sorted(set(getattr(opts, attr)) - set(known))
+            if unknown:
+                raise ConfigError(f"{path}: [{section}.{attr}] names unknown source(s) {unknown}"
+                                  f"{did_you_mean(unknown[0], known)}; known: {', '.join(known)}{OWN_DATA_HINT}")
 
 
 def _chat_template(table: Any, path: Path) -> dict[str, Any]:
@@ -309,10 +356,12 @@ def _pretrain_sources(registry: dict[str, Any] | None) -> list[str]:
     return [n for n in registry if _kind(n, registry) == "pretrain"]
 
 
-def _check_kinds(sources: list[str], path: Path, registry: dict[str, Any] | None) -> None:
+def _check_kinds(sources: list[str], path: Path, registry: dict[str, Any] | None,
+                 user: dict[str, Any] | None = None) -> None:
     """A corpus is pretraining text or alignment data (SFT and DPO sets), never both: the two are read by
     different loaders, and the pretraining loader refuses a corpus holding any other kind."""
-    kinds = {n: _kind(n, registry) for n in sources}
+    user = user or {}
+    kinds = {n: user[n].kind if n in user else _kind(n, registry) for n in sources}
     pre = [n for n, k in kinds.items() if k == "pretrain"]
     other = [n for n, k in kinds.items() if k != "pretrain"]
     if pre and other:
@@ -322,15 +371,23 @@ def _check_kinds(sources: list[str], path: Path, registry: dict[str, Any] | None
                           f"pipeline/configs/sample.toml and pipeline/configs/chat_sample.toml do")
 
 
-def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where: str = "[corpus] sources") -> None:
-    if registry is not None:
-        if name not in registry:
-            raise ConfigError(f"{path}: {where}: unknown source {name!r}{did_you_mean(name, registry)}; "
-                              f"known sources: {', '.join(registry)}")
-        return
-    from pipeline.sources import UnknownSourceError, get_source
+#: how to add a source of your own, appended to an unknown source's error
+OWN_DATA_HINT = ("; for data of your own, declare it: [sources.<name>] with path (a local folder) or repo_id, "
+                 "format and text_field (docs/sources.md, \"Your own data\")")
 
-    try:
-        get_source(name)
-    except UnknownSourceError as e:
-        raise ConfigError(f"{path}: {where}: {e}") from None
+
+def _catalog() -> list[str]:
+    from pipeline.sources import SOURCES
+
+    return list(SOURCES)
+
+
+def _check_source(name: str, path: Path, registry: dict[str, Any] | None, where: str = "[corpus] sources",
+                  user: dict[str, Any] | None = None) -> None:
+    recipe = list(registry) if registry is not None else _catalog()
+    user = user or {}
+    if name in recipe or name in user:
+        return
+    raise ConfigError(f"{path}: {where}: unknown source {name!r}{did_you_mean(name, [*recipe, *user])}; known "
+                      f"sources: {', '.join(recipe)}" + (f"; yours: {', '.join(user)}" if user else "")
+                      + OWN_DATA_HINT)

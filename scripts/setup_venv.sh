@@ -5,6 +5,7 @@
 # site-packages); otherwise TORCH_SPEC is installed first (default torch==2.13.0, the CPU build that
 # this project's CI machines carry on disk), so that resolving the project never pulls a multi-GB
 # CUDA wheel on a CPU machine. Override with e.g. TORCH_SPEC="torch==2.7.1" TORCH_INDEX=<url>.
+# Afterwards .venv/bin holds python, torchrun and jetmoe (the project's command): nothing needs activating.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
@@ -30,4 +31,5 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 echo "setup: installing the project (.[${EXTRAS}])"
 $PIP install -q -e ".[${EXTRAS}]"
+bash "$(dirname "$0")/venv_torchrun.sh" "$VENV"   # .venv/bin/torchrun also when torch is the system's
 "$VENV/bin/python" -c "from importlib.metadata import version as v; import torch; print(f'setup: ok (torch {torch.__version__}, datatrove {v(\"datatrove\")}, pyarrow {v(\"pyarrow\")})')"

@@ -53,6 +53,11 @@ def test_overrides_beat_file_beat_defaults(tmp_path):
     ("[schedule]\nwarmup_tokens = 10_000_000\n", "schedule.warmup_tokens"),
     ("[schedule]\nfinal_frac = 0\n", "schedule.final_frac"),
     ("[optim\nlr = 1\n", "not valid TOML"),
+    ("[train]\ncompile = true\n", "train.compile"),              # a string choice: "auto", "true", "false"
+    ("[train]\ncompile = 'yes'\n", "train.compile"),
+    ("[train]\ncompile_backend = 'cudagraphs'\n", "train.compile_backend"),
+    ("[train]\nweight_casts = 'never'\n", "train.weight_casts"),
+    ("[train]\nprecision = 'fp32'\nweight_casts = 'per-step'\n", 'train.weight_casts = "per-step" needs bf16'),
 ])
 def test_bad_configs_name_the_key(tmp_path, text, needle):
     p = tmp_path / "bad.toml"

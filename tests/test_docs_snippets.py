@@ -6,8 +6,8 @@
 The rules, for a block opened with three backticks and a language:
 
 * ``bash``: run with ``bash -e -o pipefail`` in a copy of the repository where ``make demo`` already ran, with
-  the copy's ``.venv/bin`` (this interpreter's environment) first on PATH, so ``python`` and ``make`` are what
-  a user of the docs runs. Run in page order; a block may use what an earlier one wrote.
+  the copy's ``.venv/bin`` (this interpreter's environment, with the ``jetmoe`` console script:
+  ``tests/make_kit.py``) first on PATH, so ``python``, ``jetmoe`` and ``make`` are what a user of the docs runs. Run in page order; a block may use what an earlier one wrote.
 * ``python``: run with this interpreter, in the same folder.
 * ``toml``: parsed with ``tomllib`` (configuration examples are not run, but they must be valid TOML).
 * ``text``: output or a drawing, not code: left alone.
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.make_kit import MAKE_VARS, copy_repo, make_env, venv_stub
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 MARKER = re.compile(r"^<!--\s*not run here:\s*(?P<reason>.*?)\s*-->$")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,})(?P<lang>[^`\s]*)\s*$")
 RUN, CHECK_ONLY_OK, DATA, OUTPUT = {"bash", "python"}, {"bash", "python"}, {"toml"}, {"text"}
-# make variables a user might have exported that would change what `make demo` does in the copy
-MAKE_VARS = ("VENV", "PY", "CORPUS", "MODEL", "RUN_DIR", "LAUNCH", "ARGS", "EXPORT_DIR", "MAKEFLAGS", "MFLAGS")
 # the copy's tiny run: (section, key, value); 4 steps of phase 1 and 2 of phase 2 (2,048 tokens each), val and
 # checkpoints only where a phase starts and ends
 TINY_CAPS = [("train", "phase1_tokens", "8_192"), ("train", "phase2_tokens", "4_096"),
@@ -117,46 +117,21 @@ def _set_key(text: str, section: str, key: str, value: str) -> str:
     return "".join(out)
 
 
-def _ignore_top(src: str, names: list[str]) -> set[str]:
-    top = Path(src) == REPO
-    skip = {".git", ".venv", "work", "runs", "reports", "exports", "shards", ".pytest_cache", "build", "dist"}
-    return {n for n in names if (top and n in skip) or n == "__pycache__" or n.endswith(".egg-info")}
-
-
-def _venv_stub(dst: Path) -> Path:
-    """dst/.venv pointing at this interpreter's environment, marked installed so `make` skips its setup."""
-    venv = dst / ".venv"
-    venv.mkdir()
-    prefix = Path(sys.prefix)
-    if sys.prefix != sys.base_prefix:  # a venv: link its entries, so .venv/bin/python finds pyvenv.cfg beside it
-        for entry in prefix.iterdir():
-            if entry.name != ".installed":
-                (venv / entry.name).symlink_to(entry)
-    else:
-        (venv / "bin").mkdir()
-        (venv / "bin" / "python").symlink_to(sys.executable)
-    (venv / ".installed").touch()  # newer than the copied pyproject.toml (copytree keeps mtimes)
-    return venv
-
-
 @pytest.fixture(scope="session")
 def docs_repo(tmp_path_factory) -> tuple[Path, dict]:
     """A copy of the repository where `make demo` ran, on a tiny run cut to a few steps."""
     for tool in ("make", "bash", "sha256sum"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
-    dst = tmp_path_factory.mktemp("docs") / "repo"
-    shutil.copytree(REPO, dst, ignore=_ignore_top, symlinks=True)
+    dst = copy_repo(tmp_path_factory.mktemp("docs") / "repo")
     (dst / "shards").mkdir()
-    venv = _venv_stub(dst)
+    venv_stub(dst)
     tiny = dst / "trainer/configs/tiny.toml"
     text = tiny.read_text()
     for section, key, value in TINY_CAPS:
         text = _set_key(text, section, key, value)
     tiny.write_text(text)
-    env = {k: v for k, v in os.environ.items() if k not in MAKE_VARS and not k.startswith("MAKE")}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(dst), MPLBACKEND="Agg",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = make_env(dst)
     demo = subprocess.run(["make", "demo"], cwd=dst, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     out = demo.stdout + demo.stderr
     assert demo.returncode == 0, f"`make demo` failed (exit {demo.returncode}):\n{out[-6000:]}"

@@ -146,7 +146,8 @@ def _config(tmp_path, body: str) -> Path:
 
 @pytest.mark.parametrize("body,match", [
     ('[filters.policy]\nrefinedweb = "webb"\n', r"'webb' is not a rule family; use one of prose, chat, code, web"),
-    ('[filters.policy]\nrefinedwebb = "web"\n', r"unknown source\(s\) \['refinedwebb'\]; known: refinedweb"),
+    ('[filters.policy]\nrefinedwebb = "web"\n', r"unknown source\(s\) \['refinedwebb'\]; did you mean 'refinedweb'\?; "
+                                                r"known: refinedweb"),
     ('[filters.subsets.pile_rest]\nrules = {x = "web"}\n', r"field: name the metadata key"),
     ('[filters.subsets.pile_rest]\nfield = "f"\nrules = {x = "crawl"}\n', r"'crawl' is not a rule family"),
     ('[dedup.policy]\ntemplategsm = "near"\n', r"templategsm = 'near': use one of exact, minhash"),

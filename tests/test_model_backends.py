@@ -17,7 +17,7 @@ def cfg(**kw):
 
 def _run(model, ids):
     model.zero_grad(set_to_none=True)
-    out = model(ids, labels=ids.roll(-1, 1))
+    out = model(ids, labels=ids.roll(-1, 1), return_logits=True)
     out.loss.backward()
     return out, {n: p.grad.clone() for n, p in model.named_parameters()}
 
@@ -56,6 +56,7 @@ def test_auto_and_forced_backends():
             resolve_backend("megablocks", torch.device("cpu"), (32, 48), mlp=True)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_bf16_backends_match_bf16_reference():
     torch.manual_seed(0)
@@ -109,9 +110,29 @@ def test_gpu_bench_fails_clearly_without_cuda(capsys):
     assert "needs a CUDA GPU" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_gpu_bench_parity_harness_runs_on_cpu():
     bench = _gpu_bench()
-    rows = bench.check_backends(torch.device("cpu"))
-    assert [r["backend"] for r in rows] == [b for b in available_backends("cpu") if b != "torch"]
-    assert all(r["ok"] for r in rows), rows
-    assert bench.device_peak("NVIDIA H100 80GB HBM3") == 989e12 and bench.device_peak("NVIDIA H100 PCIe") == 756e12
+    small = bench.small_config().replace(vocab_size=256, d_model=64, n_kv_heads=2, head_dim=16, ffn_hidden=96)
+    rows = bench.check_backends(torch.device("cpu"), compile_backend="aot_eager", cfg=small, shape=(2, 48))
+    names = [r["row"] for r in rows]
+    assert names == [f"{b}, bf16 weights" for b in available_backends("cpu") if b != "torch"] + [
+        "grouped_mm, autocast", "grouped_mm, autocast, cast cache (reused)",
+        "grouped_mm, autocast, cast cache, compiled"]
+    assert all(r["ok"] for r in rows), bench.format_rows(rows)
+    # each row names what it ran, and it is never what the reference ran
+    assert rows[0]["reference_ran"] == {"moa": "torch", "moe": "torch"}
+    assert rows[0]["ran"] == {"moa": "grouped_mm", "moe": "grouped_mm"}
+    assert rows[-1]["ran"] == {"moa": "grouped_mm (compiled)", "moe": "grouped_mm (compiled)"}
+
+
+def test_gpu_bench_refuses_to_compare_a_backend_with_itself():
+    bench = _gpu_bench()
+    torch.manual_seed(0)
+    model = JetMoE(cfg())
+    ids = torch.randint(0, 64, (2, 17))
+    ref = bench.run_once(model, ids, autocast=False)
+    again = bench.run_once(model, ids, autocast=False)
+    row = bench.compare("torch again", ref, again)
+    assert row["logits_rel_err"] == 0.0 and not row["ok"]
+    assert "compared with itself" in row["problems"][0]

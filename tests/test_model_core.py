@@ -50,7 +50,7 @@ def test_forward_shapes_counts_and_loss():
     ids = torch.randint(0, cfg.vocab_size, (3, 10))
     labels = torch.randint(0, cfg.vocab_size, (3, 10))
     labels[0, :4] = -100
-    out = model(ids, labels=labels)
+    out = model(ids, labels=labels, return_logits=True)
     assert out.logits.shape == (3, 10, cfg.vocab_size)
     assert out.expert_counts.shape == (cfg.n_layers, 2, cfg.n_experts)
     assert out.expert_counts.dtype == torch.int64
@@ -61,6 +61,10 @@ def test_forward_shapes_counts_and_loss():
     torch.testing.assert_close(out.load_balance_loss, out.load_balance_per_layer.sum())
     torch.testing.assert_close(out.loss, out.lm_loss + 0.01 * out.load_balance_loss + 0.001 * out.z_loss)
     assert model(ids).lm_loss is None
+    # with labels and no request for logits: no logits, the same loss (computed chunk by chunk)
+    lean = model(ids, labels=labels)
+    assert lean.logits is None
+    torch.testing.assert_close(lean.lm_loss, ref, rtol=1e-6, atol=1e-6)
 
 
 def test_causal():

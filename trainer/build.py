@@ -4,16 +4,18 @@
     mcfg = build_model_config(cfg)                          # the model TOML (+ backend override), checked
     data = build_data(cfg, phase, mcfg)                     # corpus (tokenizer checked), this phase's mixture
     steps = plan_steps(cfg, phase, info)                    # WSD schedule, the phase's steps, accumulation
+    levers = plan_levers(cfg, info)                         # precision, FSDP2, weight casts, compile
     start = build_resume(cfg, phase, run_dir, steps, info, warn)  # checkpoint or step 0 (never silently)
     verify_data(cfg, data, info, log)                       # the parts it reads against the manifest
     check_run_dir(run_dir, info)                            # the run folder takes writes (IOFault if not)
-    model, fsdp = build_model(cfg, mcfg, info)              # seeded init (meta device when big), FSDP2
-    optimizer = build_optimizer(model, cfg, info.device)    # trainer.optim
-    restore(start, model, optimizer, info, run_dir)         # weights, AdamW and RNG state; stale temp folders
+    save_run_config(saved, run_dir, cfg, info)              # <run>/run_config.toml (trainer.run_folder)
+    built = build_model(cfg, mcfg, info, levers, warn)      # model + AdamW with those levers applied
+    restore(start, built.model, built.optimizer, info, run_dir)  # weights, AdamW and RNG state; stale temps
     loader = build_loader(cfg, data, info, start)           # blended stream, positioned at start.step
 
 Each raises a ConfigError / CorpusError / CheckpointError / IOFault whose message names the file or key
-and the fix.
+and the fix. `levers.describe()` is the line a run prints about its speed levers (bf16 weight casts once per
+step, FSDP2 bf16 units, compiled blocks; trainer.perf does the work).
 """
 from __future__ import annotations
 
@@ -31,22 +33,22 @@ from jetmoe_core.io import IOFault
 from trainer import checkpoint as ckpt
 from trainer import dist as D
 from trainer.config import ConfigError, RunConfig
-from trainer.optim import WSDSchedule
+from trainer.optim import WSDSchedule, build_optimizer
+from trainer.run_folder import DEFINING, PHASE2_KEYS, SAVED
 from trainer.writers import check_writable
 
 # A run-config key that changes the arithmetic of the run may not change on resume (it would silently
-# start another run in the same folder); phase-2 mixture and logging/checkpoint cadence may.
-FROZEN_KEYS = [("model", "config"), ("data", "corpus"), ("data", "seq_len"), ("data", "seed"),
-               ("data", "phase1_mixture"), ("train", "batch_tokens"), ("train", "phase1_tokens"),
-               ("train", "seed"), ("schedule", "warmup_tokens"), ("schedule", "init_frac"), ("optim", "lr")]
-FROZEN_IN_PHASE2 = [("train", "phase2_tokens"), ("data", "phase2_mixture"), ("schedule", "decay"),
-                    ("schedule", "final_frac")]
+# start another run in the same folder); phase-2 mixture and logging/checkpoint cadence may. The lists live
+# with the run folder's saved config, which applies the same rule to the command line.
+FROZEN_KEYS = DEFINING
+FROZEN_IN_PHASE2 = PHASE2_KEYS
 
 
 @dataclass
 class Data:
     corpus: object  # trainer.data.Corpus
     mixture: object  # trainer.data.Mixture
+    next_mixture: object = None  # phase 1: phase 2's mixture, read against the corpus before the first step
 
 
 @dataclass
@@ -94,11 +96,21 @@ def build_model_config(cfg: RunConfig):
 
 
 def build_data(cfg: RunConfig, phase: int, mcfg) -> Data:
-    from trainer.data import Corpus, check_tokenizer, load_mixture
+    """The corpus and this phase's mixture. Phase 1 also reads phase 2's mixture against the corpus, so a typo
+    in it stops the run before its first step rather than after all of phase 1."""
+    from trainer.data import Corpus, MixtureError, check_tokenizer, load_mixture
 
     corpus = Corpus.open(cfg.data.corpus)
     check_tokenizer(corpus, vocab_size=mcfg.vocab_size, tokenizer_sha256=mcfg.tokenizer_sha256 or None)
-    return Data(corpus, load_mixture(cfg.mixture_for(phase), corpus))
+    mixture = load_mixture(cfg.mixture_for(phase), corpus, renormalise=cfg.data.renormalise)
+    nxt = None
+    if phase == 1 and cfg.train.phase2_tokens > 0:
+        try:
+            nxt = load_mixture(cfg.mixture_for(2), corpus, renormalise=cfg.data.renormalise)
+        except MixtureError as e:
+            raise MixtureError(f"phase 2's mixture (data.phase2_mixture, checked before phase 1 starts): {e}; "
+                               f"nothing was trained") from None
+    return Data(corpus, mixture, nxt)
 
 
 def verify_data(cfg: RunConfig, data: Data, info: D.DistInfo, log) -> None:
@@ -156,9 +168,10 @@ def plan_steps(cfg: RunConfig, phase: int, info: D.DistInfo) -> Steps:
 
 
 def check_frozen(saved: dict, cfg: RunConfig, phase2: bool, where: Path) -> None:
-    now = cfg.to_dict()
+    now, default = cfg.to_dict(), RunConfig().to_dict()
     for sec, key in FROZEN_KEYS + (FROZEN_IN_PHASE2 if phase2 else []):
-        a, b = saved.get(sec, {}).get(key), now[sec][key]
+        # a key newer than the checkpoint had its default value then
+        a, b = saved.get(sec, {}).get(key, default[sec][key]), now[sec][key]
         if a != b:
             raise ConfigError(f"{sec}.{key} = {b!r} but the run in {where} was trained with {a!r}; "
                               f"pass --{sec}.{key}={a!r} to continue it, or use a new --run-dir")
@@ -178,14 +191,29 @@ def check_run_dir(run_dir: Path, info: D.DistInfo) -> None:
         raise fault
 
 
+def save_run_config(saved, run_dir: Path, cfg: RunConfig, info: D.DistInfo) -> None:
+    """Rank 0 saves the run's config (`trainer.run_folder`) once the checks passed; a failed write stops every
+    rank with the IOFault."""
+    fault = None
+    if info.is_main:
+        try:
+            saved.write(run_dir, cfg)
+        except IOFault as e:
+            fault = e
+    fault = D.broadcast_object(fault, info)
+    if fault is not None:
+        raise fault
+
+
 def set_aside(run_dir: Path) -> Path:
-    """Move a run's checkpoints/, metrics.jsonl and tb/ into <run>/previous-N/ (nothing is deleted)."""
+    """Move a run's checkpoints/, metrics.jsonl, tb/ and saved config into <run>/previous-N/ (nothing is
+    deleted)."""
     n = 1
     while (run_dir / f"previous-{n}").exists():
         n += 1
     dest = run_dir / f"previous-{n}"
     dest.mkdir(parents=True)
-    for name in ("checkpoints", "metrics.jsonl", "tb"):
+    for name in ("checkpoints", "metrics.jsonl", "tb", SAVED):
         if (run_dir / name).exists():
             os.replace(run_dir / name, dest / name)
     return dest
@@ -248,28 +276,103 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def build_model(cfg: RunConfig, mcfg, info: D.DistInfo) -> tuple[torch.nn.Module, bool]:
-    """The model, initialised from train.seed (the same on every rank, so the same as one process), on the
-    device; sharded with FSDP2 when it applies. A model too big for one rank's memory in fp32 is built on
-    the meta device and each rank materialises only its shards."""
-    from trainer.model import JetMoE, count_params
+@dataclass
+class Levers:
+    """The speed levers build_model applied, from train.precision, train.weight_casts, train.compile and
+    parallel.*; `describe()` is the line the run prints about them before its first step."""
 
+    precision: str
+    """"bf16" (autocast over fp32 master weights) or "fp32"."""
+    fsdp: bool
+    weights: str
+    """trainer.perf.weight_precision_plan's answer: "cast-cache", "fsdp-mixed" or "none"."""
+    compile: str
+    """The torch.compile backend of the blocks ("inductor", "aot_eager"), or "off"."""
+    compile_why: str
+    """Why compile is on or off (the key's value and what "auto" chose)."""
+    activation_checkpoint: bool
+
+    def describe(self) -> str:
+        casts = {"cast-cache": "matmul weights cast to bf16 once per optimizer step (cast cache)",
+                 "fsdp-mixed": "matmul weights gathered in bf16 once per step (FSDP2 bf16 units, fp32 reduce)",
+                 "none": ("matmul weights cast by autocast in every forward (train.weight_casts = per-forward)"
+                          if self.precision == "bf16" else "no weight casts")}[self.weights]
+        blocks = (f"blocks compiled with {self.compile} at their first forward" if self.compile != "off"
+                  else "blocks eager") + f" ({self.compile_why})"
+        ac = "activation checkpointing on" if self.activation_checkpoint else "no activation checkpointing"
+        return (f"speed: {self.precision}{' autocast' if self.precision == 'bf16' else ''}; {casts}; {blocks}; "
+                f"chunked cross-entropy (no [batch, seq, vocab] logits); {ac}")
+
+
+@dataclass
+class Trainable:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    levers: Levers
+
+
+def plan_levers(cfg: RunConfig, info: D.DistInfo) -> Levers:
+    """Which speed levers this run gets on this device (before any work: a choice that cannot apply, such
+    as train.weight_casts = "per-step" in fp32, is a ConfigError here)."""
+    from trainer.perf import weight_precision_plan
+
+    precision = precision_of(cfg, info)
+    fsdp = D.use_fsdp(cfg.parallel.fsdp, info)
+    if precision == "fp32" and cfg.train.weight_casts == "per-step":
+        how = ' is fp32 on CPU' if cfg.train.precision == "auto" else ''
+        raise ConfigError(f'train.weight_casts = "per-step" needs bf16 training, but this run trains in fp32 '
+                          f'(train.precision = "{cfg.train.precision}"{how}); set train.weight_casts = "auto" or '
+                          f'train.precision = "bf16"')
+    weights = weight_precision_plan(precision, fsdp, cfg.train.weight_casts)
+    mode = cfg.train.compile
+    if mode == "auto":
+        on = info.device.type == "cuda"
+        why = f"train.compile = auto: {'on for' if on else 'off on'} {info.device.type.upper()}"
+    else:
+        on, why = mode == "true", f"train.compile = {mode}"
+    return Levers(precision, fsdp, weights, cfg.train.compile_backend if on else "off", why,
+                  cfg.parallel.activation_checkpoint)
+
+
+def build_model(cfg: RunConfig, mcfg, info: D.DistInfo, levers: Levers | None = None, warn=None) -> Trainable:
+    """The model, initialised from train.seed, on the device with its optimizer and the speed levers of
+    `levers` (plan_levers' by default):
+
+    1. built on the meta device and initialised where it lives when that is a single GPU, or when it is
+       sharded and too big for one rank's memory in fp32 (each rank initialises only its shards); else on
+       the CPU and moved (the same weights on every rank, so N ranks start as one process does);
+    2. activation checkpointing of each block (parallel.activation_checkpoint);
+    3. FSDP2 (parallel.fsdp): bf16 matmul-weight units under the "fsdp-mixed" weight plan, else one fp32
+       unit per block, then the root;
+    4. trainer.optim's AdamW; the bf16 weight cast cache watching it under the "cast-cache" plan;
+    5. torch.compile of each block (train.compile); `warn(line)` gets the one line printed if it fails.
+    """
+    from trainer.model import JetMoE, count_params
+    from trainer.perf import apply_weight_precision, compile_blocks, shard_mixed_precision
+
+    levers = levers or plan_levers(cfg, info)
     seed_everything(cfg.train.seed)
     total, _ = count_params(mcfg)
-    big = info.distributed and total * 4 > 4 * 2 ** 30
-    with torch.device("meta") if big else contextlib.nullcontext():
+    on_meta = (info.device.type == "cuda" and not info.distributed) or (info.distributed and total * 4 > 4 * 2 ** 30)
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
         model = JetMoE(mcfg)
-    fsdp = D.use_fsdp(cfg.parallel.fsdp, info)
-    if cfg.parallel.activation_checkpoint:
+    if levers.activation_checkpoint:
         D.checkpoint_activations(model)
-    if not big:
+    if not on_meta:
         model.to(info.device)
-    if fsdp:
+    if levers.weights == "fsdp-mixed":
+        shard_mixed_precision(model, cfg.parallel.reshard_after_forward)
+    elif levers.fsdp:
         D.shard_model(model, cfg.parallel.reshard_after_forward)
-    if big:  # materialise the shards and init them; a checkpoint (if any) overwrites them
+    if on_meta:  # materialise (the shards) and init them; a checkpoint (if any) overwrites them
         model.to_empty(device=info.device)
         model.init_weights()
-    return model, fsdp
+    optimizer = build_optimizer(model, cfg, info.device)
+    if levers.weights == "cast-cache":
+        apply_weight_precision(model, levers.weights, optimizer)
+    if levers.compile != "off":
+        compile_blocks(model, backend=levers.compile, warn=warn)
+    return Trainable(model, optimizer, levers)
 
 
 def restore(start: Start, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info: D.DistInfo,

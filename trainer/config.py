@@ -65,6 +65,9 @@ class DataSection:
     """Mixture drawn in phase 1 (warmup + stable)."""
     phase2_mixture: str = "mixtures/phase2.toml"
     """Mixture drawn in phase 2 (decay); the loader is told to switch when phase 2 starts."""
+    renormalise: bool = False
+    """Both mixtures: drop the sources the corpus lacks (or that have no train tokens) and renormalise the
+    rest, instead of stopping with an error (a mixture file's own `renormalise = true` does the same for it)."""
     seq_len: int = 128
     """Tokens per training sequence (each sample is seq_len + 1 tokens: inputs and shifted labels)."""
     micro_batch: int = 8
@@ -104,6 +107,22 @@ class TrainSection:
     """Model-init seed, and the seed of torch's, Python's and numpy's global RNGs at a fresh start."""
     threads: int = 0
     """torch CPU threads (0 = torch's default). Fix it to get the same bytes across machines."""
+    compile: AutoBool = "auto"
+    """torch.compile of each block (trainer.perf.compile_blocks): "auto" = on for CUDA, off on CPU;
+    "true"/"false" to force. The blocks compile at their first forward (once per shape: a minute or two at
+    the 8B's width); if compiling fails the run prints one warning line and goes on eagerly. Validation
+    always runs eagerly (its shapes differ and it is a small share of the time)."""
+    compile_backend: Literal["inductor", "aot_eager"] = "inductor"
+    """The compiler behind train.compile: "inductor" generates fused kernels (the speed-up); "aot_eager"
+    traces the same graphs and runs them with the eager kernels: no speed-up, but no C++/Triton build, so
+    it tells a compiler problem from a model problem (and keeps CPU tests fast)."""
+    weight_casts: Literal["auto", "per-step", "per-forward"] = "auto"
+    """When the bf16 copies of the matmul weights (experts, K/V projection, output head) are made under
+    bf16 autocast: "per-step" = once per optimizer step: a cast cache on one process, FSDP2 units that
+    gather those weights in bf16 (reducing gradients in fp32) when sharded; "per-forward" = autocast casts
+    them in every forward (the plain FSDP2 units). Both give the matmuls the same bf16 weights; the
+    master weights, gradients and AdamW stay fp32. "auto" = "per-step" under bf16; nothing to cast in fp32
+    ("per-step" with fp32 training is refused)."""
 
     def __post_init__(self):
         _positive(self, "train", "batch_tokens", "phase1_tokens")
@@ -242,6 +261,9 @@ class RunConfig:
         if t.batch_tokens % d.seq_len:
             raise ValueError(f"train.batch_tokens = {t.batch_tokens} is not a multiple of data.seq_len = {d.seq_len}; "
                              f"use e.g. {max(1, t.batch_tokens // d.seq_len) * d.seq_len}")
+        if t.weight_casts == "per-step" and t.precision == "fp32":
+            raise ValueError('train.weight_casts = "per-step" needs bf16 training, but train.precision = "fp32" '
+                             '(nothing is cast); set train.weight_casts = "auto" or train.precision = "bf16"')
         if s.warmup_tokens > t.phase1_tokens:
             raise ValueError(f"schedule.warmup_tokens = {s.warmup_tokens} exceeds train.phase1_tokens = "
                              f"{t.phase1_tokens}; warmup happens inside phase 1")

@@ -21,6 +21,7 @@ def say(info, msg: str) -> None:
 
 
 def print_plan(run) -> None:
+    from trainer.data.mixture import describe_renormalisation
     from trainer.data.plan import format_plan as format_mixture_plan, plan_mixture
 
     if not run.info.is_main:
@@ -34,8 +35,9 @@ def print_plan(run) -> None:
         measured = vals[len(vals) // 2]
     gpus = info.world_size if info.device.type == "cuda" else None
     print(f"== phase {run.phase}: {cfg.source} → {run.run_dir}  model {run.mcfg.name} "
-          f"({info.world_size} × {info.device.type}, {run.precision}, "
-          f"{'FSDP2' if run.fsdp else 'single process'})")
+          f"({info.world_size} × {info.device.type}, {run.levers.precision}, "
+          f"{'FSDP2' if run.levers.fsdp else 'single process'})")
+    print(run.levers.describe())
     print(f"steps {steps.start_of_phase}..{steps.end_step} of {steps.sched.total_steps} "
           f"(phase 1 = {steps.sched.phase1_steps}, warmup {steps.sched.warmup_steps}); "
           f"batch {cfg.train.batch_tokens} tokens = {steps.accum} micro-batch(es) × {cfg.data.micro_batch} × "
@@ -45,6 +47,9 @@ def print_plan(run) -> None:
         what = "starting phase 2 from" if start.starting_phase2 else "resuming from"
         print(f"{what} {start.found.path} (step {start.step})")
     tokens = (steps.end_step - steps.start_of_phase) * cfg.train.batch_tokens
+    for mix in (run.data.mixture, getattr(run.data, "next_mixture", None)):  # phase 2's too, from phase 1 on
+        for line in describe_renormalisation(mix) if mix is not None else ():
+            print(line)
     print(f"mixture {cfg.mixture_for(run.phase)} for {tokens:,} tokens:")
     print(format_mixture_plan(plan_mixture(run.data.mixture, run.data.corpus, tokens=tokens)))
     if info.device.type == "cuda":

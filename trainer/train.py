@@ -1,14 +1,16 @@
 """Train JetMoE: phase 1 (warmup + stable) or phase 2 (decay on the phase-2 mixture), resumable.
 
     python -m trainer train trainer/configs/tiny.toml --phase 1 --run-dir runs/tiny [--section.key=value ...]
-    python -m trainer train trainer/configs/tiny.toml --phase 2 --run-dir runs/tiny
+    python -m trainer train --phase 2 --run-dir runs/tiny            # the run folder's saved config
     torchrun --nproc-per-node 8 -m trainer train trainer/configs/jetmoe-8b.toml --phase 1 --run-dir runs/8b
 
 A phase resumes from the run's newest valid checkpoint (a corrupt newest one falls back to the previous,
 with a warning). When the run has checkpoints but none is usable it stops (exit 2) and changes nothing;
 `--restart` starts phase 1 over on purpose, moving the old checkpoints and logs to <run-dir>/previous-N/.
 Phase 2 starts from phase 1's final checkpoint: same weights, optimizer and step counter, the loader
-switched to the phase-2 mixture, and the WSD schedule continuing into its decay. Exit codes: 0 done,
+switched to the phase-2 mixture, and the WSD schedule continuing into its decay. The run folder keeps the
+config it started with (`<run-dir>/run_config.toml`, `trainer.run_folder`): later commands on it read it, so
+phase 2 and a resume need no config file and no repeated overrides. Exit codes: 0 done,
 2 bad input (config, corpus, mixture, checkpoints) or an I/O failure (full disk, read-only folder: the
 message names the path, what the error means and the fix), 3 the loss became NaN/inf.
 
@@ -23,6 +25,7 @@ logging, validation and checkpoint cadence, and what the user reads.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -35,11 +38,11 @@ from trainer import checkpoint as ckpt
 from trainer import dist as D
 from trainer import hooks
 from jetmoe_core.io import IOFault
-from trainer.config import RunConfig, load_run_config
+from trainer.config import RunConfig
+from trainer.run_folder import Saved, read_saved_config, resolve_run_config
 from trainer.console import print_plan, print_summary, say
 from trainer.costs import model_flops_per_token
 from trainer.metrics import MetricsLog, device_peak_tflops
-from trainer.optim import build_optimizer
 from trainer.step import StepSetup, autocast_for, evaluate, train_step
 
 
@@ -59,13 +62,15 @@ class Run:
     data: B.Data
     steps: B.Steps
     start: B.Start
-    precision: str = "fp32"
-    fsdp: bool = False
+    levers: B.Levers
+    """The speed levers of this run (precision, FSDP2, weight casts, compile), applied by build_model."""
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(prog="python -m trainer train", description=__doc__.split("\n\n")[0])
-    p.add_argument("config", help="run config TOML, e.g. trainer/configs/tiny.toml")
+    p.add_argument("config", nargs="?",
+                   help="run config TOML, e.g. trainer/configs/tiny.toml; may be left out for a run folder that "
+                        "has started (its saved run_config.toml is used)")
     p.add_argument("--phase", type=int, choices=(1, 2), required=True)
     p.add_argument("--run-dir", required=True, help="run folder: checkpoints/, metrics.jsonl, tb/")
     p.add_argument("--restart", action="store_true",
@@ -81,8 +86,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        cfg = load_run_config(args.config, overrides)
-        return train(cfg, args.phase, Path(args.run_dir), restart=args.restart)
+        cfg, saved = resolve_run_config(args.config, overrides, Path(args.run_dir), args.phase, args.restart)
+        if int(os.environ.get("RANK", "0")) == 0:
+            for note in saved.notes:
+                print(note, file=sys.stderr)
+        return train(cfg, args.phase, Path(args.run_dir), restart=args.restart, saved=saved)
     # Config, corpus, mixture, loader-state and model-config errors are all ValueErrors whose message
     # names the file or key and the fix, and I/O failures are IOFaults that name the path and the fix; a
     # traceback would only hide that.
@@ -96,22 +104,27 @@ def main(argv: list[str] | None = None) -> int:
         D.shutdown()
 
 
-def train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool = False) -> int:
+def train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool = False, saved: Saved | None = None) -> int:
+    """Run one phase. `saved` (from `resolve_run_config`) says what to save as the run folder's config; by
+    default `cfg` is saved when the folder has no saved config yet."""
     threads = torch.get_num_threads()
+    if saved is None:
+        saved = Saved(pending=None if read_saved_config(run_dir) else {"config": cfg.source, "overrides": []})
     try:
-        return _train(cfg, phase, Path(run_dir), restart)
+        return _train(cfg, phase, Path(run_dir), restart, saved)
     finally:
         torch.set_num_threads(threads)  # train.threads is for this run, not for a caller in the same process
 
 
-def _train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool) -> int:
+def _train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool, saved: Saved) -> int:
     info = B.build_dist(cfg)
     mcfg = B.build_model_config(cfg)
     data = B.build_data(cfg, phase, mcfg)
     steps = B.plan_steps(cfg, phase, info)
+    levers = B.plan_levers(cfg, info)
     start = B.build_resume(cfg, phase, run_dir, steps, info, warn=lambda m: say(info, f"warning: {m}"),
                            restart=restart)
-    run = Run(cfg, phase, run_dir, info, mcfg, data, steps, start)
+    run = Run(cfg, phase, run_dir, info, mcfg, data, steps, start, levers)
     if start.done:
         if info.is_main:
             print(f"phase {phase} of {run_dir} is already complete at step {start.step} ({start.found.path}); "
@@ -119,13 +132,12 @@ def _train(cfg: RunConfig, phase: int, run_dir: Path, restart: bool) -> int:
         return 0
     B.verify_data(cfg, data, info, log=lambda m: say(info, m))
     B.check_run_dir(run_dir, info)
-    model, run.fsdp = B.build_model(cfg, mcfg, info)
-    optimizer = build_optimizer(model, cfg, info.device)
-    B.restore(start, model, optimizer, info, run_dir)
+    B.save_run_config(saved, run_dir, cfg, info)
+    built = B.build_model(cfg, mcfg, info, levers, warn=lambda m: say(info, m))
+    B.restore(start, built.model, built.optimizer, info, run_dir)
     loader = B.build_loader(cfg, data, info, start)
-    run.precision = B.precision_of(cfg, info)
-    setup = StepSetup(model, optimizer, info, accum=steps.accum, grad_clip=cfg.optim.grad_clip,
-                      autocast=autocast_for(run.precision, info.device), fsdp=run.fsdp,
+    setup = StepSetup(built.model, built.optimizer, info, accum=steps.accum, grad_clip=cfg.optim.grad_clip,
+                      autocast=autocast_for(levers.precision, info.device), fsdp=levers.fsdp,
                       n_sources=len(loader.source_names))
     return run_phase(run, setup, loader)
 

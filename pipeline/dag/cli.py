@@ -13,6 +13,7 @@ EACCES, a vanished file: the path, what the error means and the fix; never a tra
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import sys
 import time
@@ -78,8 +79,9 @@ def build_main(argv: list[str] | None = None) -> int:
               f"({outcomes[0].failures[0]['error']}); run the same command again when they have ended")
         return 0
     if cfg.executor.kind == "slurm" and counts.get("submitted"):
-        print(f"submitted to Slurm; when the jobs have ended run `python -m pipeline build {args.config}` again "
-              f"to check them and write the accounting (`python -m pipeline status {args.config}` shows progress)")
+        again = shlex.join([str(args.config), *cfg.cli_overrides])  # the overrides too: the executor is one
+        print(f"submitted to Slurm; when the jobs have ended run `python -m pipeline build {again}` again "
+              f"to check them and write the accounting (`python -m pipeline status {again}` shows progress)")
     report = failure_report(outcomes)
     faults = [f["error"] for o in outcomes if o.io_fault for f in o.failures if f.get("io")]
     if faults:  # the disk, not the data: say what and where, and stop with the documented status

@@ -208,6 +208,14 @@ class SlurmExecutor(_RecordFailures, SlurmPipelineExecutor):
     #: the executors this one waits for (all must succeed: sbatch --dependency=afterok:<id>:<id>)
     depends_on: list = []
 
+    def get_sbatch_args(self, max_array: int = 1) -> dict:
+        # datatrove always writes --partition; without one ([executor.slurm] partition unset) sbatch uses the
+        # cluster's default partition, which a directive "--partition=None" would not
+        args = super().get_sbatch_args(max_array)
+        if self.partition is None:
+            args.pop("partition", None)
+        return args
+
     def launch_job(self):
         # datatrove's ``depends`` takes one executor; a unit can need several (a corpus stage needs every
         # source), so launch them all and hand their ids to sbatch as one afterok list

@@ -64,11 +64,9 @@ class Plan:
 def resolve_sources(cfg: CorpusConfig, registry: dict[str, Any] | None = None):
     """Specs with the config's overrides applied; selected groups; every known group's members."""
     if registry is None:
-        from pipeline.sources import SOURCES, get_source
-
-        registry = SOURCES
-    else:
-        get_source = registry.__getitem__
+        from pipeline.sources import SOURCES as registry
+    registry = {**registry, **cfg.user_specs}  # the config's own sources beside the catalog's
+    get_source = registry.__getitem__
     specs = {}
     for name in cfg.sources:
         spec = get_source(name)

@@ -12,6 +12,9 @@ One instance per input group (the four pile_* sources share EleutherAI/pile and 
     [sources.refinedweb]
     stream = true                       # list only; format fetches one file at a time (see pipeline/hub.py)
 
+A source of your own with a local ``path`` (``pipeline.sources.user``) is listed where it is, whatever
+``mirror_root`` says; before the build starts its folder must be there and the first record of its first file
+must have the configured fields.
 Every build and ``status`` lists the mirror or the hub again (names, sizes, mtimes or etags: no data is
 read) and compares it with ``files.json``: a file added, removed or replaced since reruns the download and
 everything that read it. A rerun keeps the files already downloaded (``repairs_in_place``): the snapshot
@@ -63,8 +66,9 @@ class DownloadStep(PipelineStep):
     type = "📥 DOWNLOAD"
 
     def __init__(self, *, repo_id: str, repo_type: str, revision: str, allow_patterns: list[str],
-                 out_dir: str, mode: str, options: DownloadOptions):
+                 out_dir: str, mode: str, options: DownloadOptions, local_root: str | None = None):
         super().__init__()
+        self.local_root = local_root
         self.repo_id, self.repo_type, self.revision = repo_id, repo_type, revision
         self.allow_patterns = list(allow_patterns)
         self.out_dir = out_dir
@@ -76,7 +80,11 @@ class DownloadStep(PipelineStep):
             return
         out = Path(self.out_dir)
         o = self.opts
-        if self.mode == "mirror":
+        if self.mode == "local":  # a source of your own in a local folder: read where it is
+            commit = None
+            files = hub.list_mirror(self.local_root, "", self.allow_patterns)
+            root = str(Path(self.local_root).resolve())
+        elif self.mode == "mirror":
             commit = None
             files = hub.list_mirror(o.mirror_root, self.repo_id, self.allow_patterns)
             root = str((Path(o.mirror_root) / self.repo_id).resolve())
@@ -129,10 +137,17 @@ class DownloadStage(Stage):
     @property
     def mode(self) -> str:
         opts = self.options or DownloadOptions()
+        if self.local_root:
+            return "local"
         if opts.mirror_root:
             return "mirror"
         overrides = [self.ctx.config.override(m) for m in self.members] if self.ctx.config is not None else []
         return "stream" if any(o.stream for o in overrides) else "hub"
+
+    @property
+    def local_root(self) -> str | None:
+        """The folder of a source of your own declared with a local path (``pipeline.sources.user``)."""
+        return getattr(self.ctx.specs.get(self.members[0]), "local_path", None)
 
     @property
     def listing(self) -> Path:
@@ -142,7 +157,7 @@ class DownloadStage(Stage):
         spec = self.spec()
         step = DownloadStep(repo_id=spec.repo_id, repo_type=spec.repo_type, revision=spec.revision,
                             allow_patterns=self._patterns(), out_dir=str(self.output_dir), mode=self.mode,
-                            options=self.options or DownloadOptions())
+                            options=self.options or DownloadOptions(), local_root=self.local_root)
         return [Job("download", [step], tasks=1)]
 
     def fingerprint_extra(self) -> dict:
@@ -162,6 +177,13 @@ class DownloadStage(Stage):
         """A mirror_root that is not there, or lacks repos of this build, in one line (the same line from
         every group, so the runner prints it once)."""
         opts = self.options or DownloadOptions()
+        if self.mode == "local":
+            from pipeline.sources.chat import ChatTemplate
+            from pipeline.sources.user import check_first_record
+
+            cfg = self.ctx.config
+            return check_first_record(self.spec(), ChatTemplate.from_dict(cfg.chat_template if cfg else None),
+                                      cfg.path if cfg else None)
         if self.mode != "mirror":
             return None
         root = Path(opts.mirror_root)
@@ -172,7 +194,8 @@ class DownloadStage(Stage):
             return (f"{where}: no such folder {root.absolute()}; point mirror_root at a folder laid out as "
                     f"<mirror_root>/<repo_id>/<path in repo> (relative paths start at {Path.cwd()}), or remove "
                     f"it to download from the hub")
-        repos = sorted({self.ctx.specs[ms[0]].repo_id for ms in self.ctx.groups.values()})
+        repos = sorted({self.ctx.specs[ms[0]].repo_id for ms in self.ctx.groups.values()
+                        if not getattr(self.ctx.specs[ms[0]], "local_path", None)})
         missing = [r for r in repos if not (root / r).is_dir()]
         if missing:
             return (f"{where}: {root.absolute()} lacks {len(missing)} of the {len(repos)} repos this build reads "
@@ -188,7 +211,9 @@ class DownloadStage(Stage):
         opts = self.options or DownloadOptions()
         spec = self.spec()
         patterns = self._patterns()
-        if listing.get("mode") == "mirror":
+        if listing.get("mode") == "local":
+            now = hub.list_mirror(self.local_root, "", patterns)
+        elif listing.get("mode") == "mirror":
             now = hub.list_mirror(opts.mirror_root, spec.repo_id, patterns)
         elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
             return None  # offline on purpose: use the files already downloaded

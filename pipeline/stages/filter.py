@@ -188,6 +188,8 @@ class FilterOptions:
     subsets: dict[str, SubsetRules] = field(default_factory=dict)
     #: ``[filters.langid]``: language ID, off unless a local model file is given
     langid: LangIdOptions = field(default_factory=LangIdOptions)
+    #: tables keyed by source name: the config loader checks each name against the catalog and the config's own
+    SOURCE_KEYED = ("policy", "subsets")
 
     def __post_init__(self):
         # a FilterOptions made in code may hold plain dicts for its nested tables (the config loader types them)
@@ -204,10 +206,8 @@ class FilterOptions:
 
     def validate(self) -> None:
         """Checks the config loader runs when the file is read, so that a bad value never waits for the
-        filter stage to start: the datatrove arguments, the regexes, the thresholds, and every source the
-        policy names."""
-        from pipeline.sources import SOURCES  # imported late: the source catalog is not needed to run a filter
-
+        filter stage to start: the datatrove arguments, the regexes, the thresholds. The sources the policy and
+        the subsets name are checked by the config loader (``SOURCE_KEYED``), which knows the config's own."""
         if self.web.word_splitter not in ("regex", "spacy"):
             raise ValueError(f"[filters.web] word_splitter = {self.web.word_splitter!r}: use \"regex\" or \"spacy\"")
         for key, cls in (("gopher_quality", FastGopherQualityFilter), ("gopher_repetition", FastGopherRepetitionFilter),
@@ -220,10 +220,6 @@ class FilterOptions:
                 raise ValueError(f"[filters.chat] broken_patterns[{i}] = {pattern!r} is not a regex: {e}") from None
         if not 0 <= self.langid.threshold <= 1:
             raise ValueError(f"[filters.langid] threshold must be in [0, 1], got {self.langid.threshold}")
-        for table, names in (("policy", self.policy), ("subsets", self.subsets)):
-            unknown = sorted(set(names) - set(SOURCES))
-            if unknown:
-                raise ValueError(f"[filters.{table}] names unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
 
     def family(self, source: str, specs: dict | None = None) -> str:
         """The source's rule family: [filters.policy], else its catalog family."""

@@ -67,6 +67,9 @@ class FormatFailure(RuntimeError):
 def corrupt_file_advice(listing: dict, relpath: str) -> str:
     """What to do about a corrupt input file, by where it came from (files.json's ``mode``)."""
     mode = listing.get("mode")
+    if mode == "local":
+        return (f"replace or remove it in {listing.get('root')} (or leave it out with allow_patterns) and run the "
+                f"build again: a replaced file is noticed and read again")
     if mode == "mirror":
         return (f"replace it in the mirror (e.g. huggingface-cli download {listing.get('repo_id')} {relpath} "
                 f"--repo-type {listing.get('repo_type', 'dataset')} --local-dir {listing.get('root')}) and run the "

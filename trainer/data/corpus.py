@@ -31,6 +31,19 @@ from jetmoe_core.io import sha256_file
 from jetmoe_core.shards import KindError, require_kind
 
 
+def build_hint(root: str | os.PathLike) -> str:
+    """How to build the corpus that belongs in ``root``: the corpus builder writes ``shards/<name>`` from
+    ``pipeline/configs/<name>.toml``, so ``shards/jetmoe`` is ``make corpus CORPUS=jetmoe``. Only file names are
+    looked at (the trainer never imports the corpus builder)."""
+    name = Path(root).name
+    config = Path("pipeline/configs") / f"{name}.toml"
+    if config.is_file():
+        return (f"build the corpus first: `make corpus CORPUS={name}` (= python -m pipeline build {config}; "
+                f"docs/corpus.md)")
+    return (f"build the corpus first: `python -m pipeline build <your corpus config>` whose [corpus] shards_dir is "
+            f"{root} (the shipped configs are pipeline/configs/sample.toml and jetmoe.toml; docs/corpus.md)")
+
+
 class CorpusError(ValueError):
     """A corpus folder that does not follow the shard contract; the message names the file and the key."""
 
@@ -123,11 +136,12 @@ class Corpus:
 
     @classmethod
     def open(cls, path: str | os.PathLike, kinds: tuple[str, ...] = ("pretrain",)) -> "Corpus":
+        """Read ``<path>/manifest.json``; a missing one is a CorpusError that says how to build that corpus."""
         root = Path(path)
         mpath = root / shards.MANIFEST
         if not mpath.is_file():
-            raise CorpusError(f"{mpath}: no manifest; build the corpus first (`make corpus`) or pass the folder "
-                              f"that holds manifest.json")
+            raise CorpusError(f"{mpath}: no manifest; {build_hint(root)}, or point at the folder that holds "
+                              f"manifest.json")
         data = mpath.read_bytes()
         try:
             manifest = json.loads(data)

@@ -3,11 +3,14 @@
     python -m trainer plan mixtures/phase1.toml --corpus shards/sample --tokens 1e6
     python -m trainer plan mixtures/phase2.toml --corpus shards/jetmoe --tokens 250B --json
     python -m trainer plan mixtures/phase1.toml --corpus shards/sample --tokens 10M --plot reports/phase1_mix.png
+    python -m trainer plan mixtures/phase2.toml --corpus shards/mine --tokens 1e9 --renormalise   # partial corpus
 
 Per source: the weight written in the file (the group's weight for a group member), the share after groups
 (normalised), tokens to draw (share × tokens), train tokens available, and epochs (drawn / available).
 A source whose epochs exceed the file's `max_epochs` gets a warning (the run still plans: repeating is
-allowed, just worth a look). `--tokens` takes plain numbers, 1e9, or K/M/B/T suffixes.
+allowed, just worth a look). `--tokens` takes plain numbers, 1e9, or K/M/B/T suffixes. `--renormalise` (or
+`renormalise = true` in the mixture file) drops the sources the corpus lacks and renormalises the rest; what
+was dropped and the new shares are printed above the table.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from pathlib import Path
 from jetmoe_core.io import IOFault, atomic_path
 
 from .corpus import Corpus, CorpusError
-from .mixture import Mixture, MixtureError, load_mixture
+from .mixture import Mixture, MixtureError, describe_renormalisation, load_mixture
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 
@@ -130,11 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", required=True, help="tokens the phase draws: 1000000, 1e9, 250B, 1T")
     ap.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     ap.add_argument("--plot", metavar="PNG", help="also write a bar chart of the mix to this PNG")
+    ap.add_argument("--renormalise", action="store_true",
+                    help="drop the sources the corpus lacks (or that have no train tokens) and renormalise the "
+                         "rest, as `renormalise = true` in the mixture file does")
     args = ap.parse_args(argv)
     try:
         tokens = parse_tokens(args.tokens)
         corpus = Corpus.open(args.corpus)
-        mix = load_mixture(args.mixture, corpus)
+        mix = load_mixture(args.mixture, corpus, renormalise=args.renormalise)
     except (MixtureError, CorpusError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -149,8 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"mixture": mix.name, "path": str(mix.path), "mixture_fingerprint": mix.fingerprint,
                           "corpus": corpus.name, "corpus_root": str(corpus.root),
                           "corpus_fingerprint": corpus.fingerprint, "tokens": tokens, "max_epochs": mix.max_epochs,
-                          "rows": [asdict(r) for r in rows], "warnings": warns}, sort_keys=True))
+                          "rows": [asdict(r) for r in rows], "warnings": warns, "dropped": mix.dropped},
+                         sort_keys=True))
     else:
+        for line in describe_renormalisation(mix):
+            print(line)
         print(format_plan(rows, mix, corpus, tokens))
         for w in warns:
             print(f"warning: {w}", file=sys.stderr)

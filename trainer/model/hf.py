@@ -1,17 +1,22 @@
 """Convert between our checkpoints and Hugging Face `JetMoeForCausalLM` folders.
 
-    python -m trainer export    runs/tiny exports/tiny            # newest checkpoint of a run, or one step-* dir
-    python -m trainer export    runs/tiny/checkpoints/step-00000600 exports/tiny --dtype bfloat16
+    python -m trainer export    runs/tiny                         # newest checkpoint of a run → exports/tiny
+    python -m trainer export    runs/tiny/checkpoints/step-00000600 exports/tiny-600 --dtype bfloat16
+    python -m trainer export    runs/tiny --force                 # replace an earlier export of it
     python -m trainer import-hf path/to/jetmoe-8b runs/imported/checkpoints/step-00000000
 
 The export folder holds config.json (HF keys), model.safetensors, generation_config.json and the corpus
 tokenizer (tokenizer.json + tokenizer_config.json), so `AutoModelForCausalLM.from_pretrained(dir)` and
-`AutoTokenizer.from_pretrained(dir)` load it (and so do lm-eval and vLLM). The export of an SFT or DPO checkpoint (its
-train_state.json names the stage; `--chat` forces it for another) is a chat model: its tokenizer_config.json
-carries `jetmoe_core.chat.CHAT_TEMPLATE` as `chat_template` and EOS as the pad token (generation_config too),
-so `apply_chat_template(messages, add_generation_prompt=True)` gives the ids it was trained on and
-`generate` stops at the EOS that ends each assistant turn. It is written beside its final
-name and renamed into place, so it is complete or absent; an I/O failure is an exit 2 naming the path.
+`AutoTokenizer.from_pretrained(dir)` load it (and so do lm-eval and vLLM), plus the run's saved config
+(run_config.toml: model, data, mixtures, tokens, optimizer) when the checkpoint belongs to a run folder. The
+export of an SFT or DPO checkpoint (its train_state.json names the stage; `--chat` forces it for another) is a
+chat model: its tokenizer_config.json carries `jetmoe_core.chat.CHAT_TEMPLATE` as `chat_template` and EOS as the
+pad token (generation_config too), so `apply_chat_template(messages, add_generation_prompt=True)` gives the ids it
+was trained on and `generate` stops at the EOS that ends each assistant turn.
+The out folder defaults to exports/<run name>. It is written beside its final name and renamed into place, so it
+is complete or absent; an I/O failure is an exit 2 naming the path. An export never overwrites: a folder that
+exists and is not empty is refused, unless --force is given and it holds nothing but an earlier export (a
+folder with other files is never replaced).
 Tensors are renamed, never reshaped: our layouts are HF's, and our attention pairs query and K/V heads the
 way HF's `.repeat` does.
 Neither direction builds a model, so an 8B conversion needs memory for one copy of the weights only.
@@ -38,11 +43,11 @@ from .jetmoe import JetMoE
 
 __all__ = ["to_hf_config", "from_hf_config", "to_hf_state_dict", "from_hf_state_dict", "export_checkpoint",
            "is_chat_checkpoint",
-           "import_hf", "resolve_checkpoint", "read_hf_folder", "export_main", "import_main"]
+           "import_hf", "resolve_checkpoint", "default_export_dir", "read_hf_folder", "export_main", "import_main"]
 
 HF_BLOCK_EPS = 1e-6
 EXPORT_FILES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
-                "tokenizer_config.json"}  # transformers' JetMoeDecoderLayer builds its two RMSNorms with the default eps
+                "tokenizer_config.json", "run_config.toml"}  # transformers' JetMoeDecoderLayer builds its two RMSNorms with the default eps
 
 # ours (per layer, after "layers.{i}.") -> HF (after "model.layers.{i}.")
 _LAYER_KEYS = {
@@ -270,13 +275,27 @@ def _tokenizer_config(tokenizer_json: Path, cfg: ModelConfig, chat: bool = False
     return out
 
 
-def export_checkpoint(ckpt: str | Path, out_dir: str | Path, dtype: torch.dtype | None = None,
-                      tokenizer: str | Path | None = None, chat: bool | None = None) -> Path:
-    """Write a HF JetMoeForCausalLM folder from one of our checkpoints (or a run's newest); `chat` (default:
-    whether the checkpoint is from SFT or DPO) writes the chat template."""
+def run_dir_of(ckpt: Path) -> Path | None:
+    """The run folder a checkpoint folder belongs to (<run>/checkpoints/step-*), or None."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+
+
+def default_export_dir(path: str | Path) -> Path:
+    """exports/<run name> for a run folder or one of its checkpoints; exports/<folder> for a bare checkpoint."""
+    path = Path(path)
+    run = path if (path / "checkpoints").is_dir() else run_dir_of(path.resolve()) or path
+    return Path("exports") / run.resolve().name
+
+
+def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, dtype: torch.dtype | None = None,
+                      tokenizer: str | Path | None = None, force: bool = False, chat: bool | None = None) -> Path:
+    """Write a HF JetMoeForCausalLM folder from one of our checkpoints (or a run's newest). `out_dir` defaults
+    to exports/<run name>; an existing non-empty one is replaced only with `force` (and only if it holds an
+    export and nothing else). `chat` (default: whether the checkpoint is from SFT or DPO) writes the chat
+    template."""
+    out_dir = Path(out_dir) if out_dir is not None else default_export_dir(ckpt)
     ckpt = resolve_checkpoint(ckpt)
     chat = is_chat_checkpoint(ckpt) if chat is None else chat
-    out_dir = Path(out_dir)
     cfg = read_model_config(ckpt)
     ours = _load_safetensors(ckpt / WEIGHTS)
     _check_shapes(ours, cfg, str(ckpt / WEIGHTS))
@@ -296,10 +315,19 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, dtype: torch.dtype 
     gen = {"bos_token_id": cfg.bos_id, "eos_token_id": cfg.eos_id, "do_sample": False}
     if chat:
         gen["pad_token_id"] = cfg.eos_id
-    others = sorted(p.name for p in out_dir.iterdir() if p.name not in EXPORT_FILES) if out_dir.is_dir() else []
+    present = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    others = [n for n in present if n not in EXPORT_FILES]
     if others:
-        raise ValueError(f"{out_dir}: holds files an export does not write ({', '.join(others[:5])}); the export "
-                         f"replaces its folder as a whole: pass a new or empty folder")
+        raise ValueError(f"{out_dir}: holds files an export does not write ({', '.join(others[:5])}); an export "
+                         f"replaces its folder as a whole, so it never writes over other files (not even with "
+                         f"--force): pass a new or empty folder")
+    if present and not force:
+        raise ValueError(f"{out_dir}: holds an export already ({', '.join(present)}); it is not overwritten: pass "
+                         f"--force to replace it (`make export FORCE=1`), or another out folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: is a file, not a folder; pass a folder for the export")
+    run = run_dir_of(ckpt.resolve())
+    run_config = run / "run_config.toml" if run is not None and (run / "run_config.toml").is_file() else None
     # Written into a temp folder beside out_dir and renamed into place: a failed or killed export leaves the
     # previous folder (or none), never a folder from_pretrained would half-load.
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")
@@ -311,6 +339,8 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, dtype: torch.dtype 
                           ("tokenizer_config.json", tok_cfg)):
             (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(tok, tmp / "tokenizer.json")
+        if run_config is not None:  # provenance: what the model was trained on and how
+            shutil.copyfile(run_config, tmp / "run_config.toml")
         install_folder(tmp, out_dir)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -350,16 +380,21 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def export_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainer export", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", help="a checkpoint folder (step-*) or a run folder (its newest checkpoint)")
-    ap.add_argument("out_dir", help="the Hugging Face folder to write")
+    ap.add_argument("out_dir", nargs="?",
+                    help="the Hugging Face folder to write (default: exports/<run name>); never overwritten "
+                         "without --force")
     ap.add_argument("--dtype", choices=sorted(_DTYPES), help="cast the weights (default: as stored)")
     ap.add_argument("--tokenizer", help="tokenizer.json to ship (default: the checkpoint's)")
+    ap.add_argument("--force", action="store_true",
+                    help="replace an earlier export in out_dir (a folder holding other files is never replaced)")
     ap.add_argument("--chat", action="store_true", help="write the chat template (default: only for an SFT or DPO "
                                                         "checkpoint)")
     args = ap.parse_args(argv)
     try:
         ckpt = resolve_checkpoint(args.checkpoint)
+        out_dir = args.out_dir or default_export_dir(args.checkpoint)
         chat = True if args.chat else None
-        out = export_checkpoint(ckpt, args.out_dir, _DTYPES.get(args.dtype), args.tokenizer, chat)
+        out = export_checkpoint(ckpt, out_dir, _DTYPES.get(args.dtype), args.tokenizer, force=args.force, chat=chat)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1

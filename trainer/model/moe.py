@@ -23,7 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Routing", "TopKRouter", "ExpertLinear", "MoEMLP", "available_backends", "resolve_backend"]
+from .precision import autocast_weight
+
+__all__ = ["Routing", "TopKRouter", "ExpertLinear", "MoEMLP", "available_backends", "resolve_backend",
+           "permute_rows"]
 
 
 @functools.cache
@@ -63,8 +66,20 @@ def _aligned(*widths: int) -> bool:
     return all(w % 8 == 0 for w in widths)
 
 
+_RESOLVED: dict[tuple, str] = {}
+
+
+@torch.compiler.assume_constant_result
 def resolve_backend(requested: str, device: torch.device, widths: tuple[int, ...], mlp: bool) -> str:
-    """The backend one expert projection uses: `requested` if it can run, else a clear error; auto = fastest."""
+    """The backend one expert projection uses: `requested` if it can run, else a clear error; auto = fastest.
+    Memoised, and a constant under torch.compile: the answer depends on the machine and the shapes only."""
+    key = (requested, device, widths, mlp)
+    if key not in _RESOLVED:
+        _RESOLVED[key] = _resolve_backend(requested, device, widths, mlp)
+    return _RESOLVED[key]
+
+
+def _resolve_backend(requested: str, device: torch.device, widths: tuple[int, ...], mlp: bool) -> str:
     have = available_backends(device)
     if requested == "auto":
         if mlp and "megablocks" in have:
@@ -98,17 +113,88 @@ class _ContiguousGrad(torch.autograd.Function):
         return g.contiguous()
 
 
+# Token permutations. Each is one gather forward and one gather backward: autograd's own backward of
+# index_select is an index_add_ into a zero-filled tensor (a fill pass plus atomics, and nondeterministic
+# on CUDA as soon as two rows meet). Written as autograd Functions because torch has no gather whose
+# backward is the inverse gather.
+
+class _PermuteRows(torch.autograd.Function):
+    """src[index] for a permutation `index` of src's rows; backward grad[inverse]."""
+
+    @staticmethod
+    def forward(ctx, src, index, inverse):
+        ctx.save_for_backward(inverse)
+        return src.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
+class _GatherTokens(torch.autograd.Function):
+    """x[N, W] -> [N*k, W] in expert order (row j = x[token[j]]); backward sums each token's k rows."""
+
+    @staticmethod
+    def forward(ctx, x, token, inverse, k):
+        ctx.save_for_backward(inverse)
+        ctx.k = k
+        return x.index_select(0, token)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        g = grad.index_select(0, inverse)
+        return g.view(-1, ctx.k, g.shape[-1]).sum(1), None, None, None
+
+
+class _Combine(torch.autograd.Function):
+    """out[i] = bias + Σ_c gates[i, c] · y_sorted[inverse[i, c]], in the promoted dtype of (y, gates, bias).
+
+    A gather-multiply-add per choice instead of unsorting all N*k rows and a [N,1,k] @ [N,k,W] batched matmul
+    (k = 2 is a very poor GEMM shape). Backward: one gather of the output gradient into expert order, then
+    elementwise products; saves y_sorted only."""
+
+    @staticmethod
+    def forward(ctx, y_sorted, gates, bias, inverse, token, order):
+        n, k = gates.shape
+        inv = inverse.view(n, k)
+        out = torch.addcmul(bias, y_sorted.index_select(0, inv[:, 0]), gates[:, :1])
+        for c in range(1, k):
+            out = out.addcmul_(y_sorted.index_select(0, inv[:, c]), gates[:, c:c + 1])
+        ctx.save_for_backward(y_sorted, gates, inverse, token, order)
+        ctx.bias_dtype = bias.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        y_sorted, gates, inverse, token, order = ctx.saved_tensors
+        g = grad.index_select(0, token)                                  # [N*k, W], expert order
+        gate_sorted = gates.reshape(-1).index_select(0, order)
+        grad_y = grad_gates = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_y = (g * gate_sorted.unsqueeze(1)).to(y_sorted.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_gates = (g * y_sorted).sum(-1).index_select(0, inverse).view_as(gates).to(gates.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0).to(ctx.bias_dtype)
+        return grad_y, grad_gates, grad_bias, None, None, None
+
+
 @dataclass
 class Routing:
     """One router's decision for N tokens, with tokens pre-sorted by expert.
 
     order: [N*k] positions in the flattened [N, k] assignment list, sorted by expert (stable);
+    inverse: [N*k] the inverse permutation (sorted position of each assignment);
     token: [N*k] token index of each sorted assignment (order // k); counts: [E] tokens per expert;
     ends: [E] int32 cumulative counts (grouped_mm's offs); gates: [N, k] gate per choice (x dtype);
     logits: [N, E] fp32 router logits; experts: [N, k] chosen experts, best first.
+    Every field is a device tensor: nothing here syncs with the host except `counts_list`.
     """
 
     order: torch.Tensor
+    inverse: torch.Tensor
     token: torch.Tensor
     counts: torch.Tensor
     ends: torch.Tensor
@@ -119,30 +205,43 @@ class Routing:
 
     @property
     def counts_list(self) -> list[int]:
-        # One host sync per router, shared by every projection that needs Python split sizes.
+        # One host sync per router, shared by every projection that needs Python split sizes (only the
+        # torch reference backend; grouped_mm takes the device offsets `ends`).
         if self._counts_list is None:
             self._counts_list = self.counts.tolist()
         return self._counts_list
 
     def gather_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, W] token rows -> [N*k, W] in expert order. Same values as x[token], but each output row
-        comes from a distinct index of a k-times expanded x, so the backward is a permutation plus a sum
-        over k, never an atomic scatter-add of k rows into one (which is nondeterministic on CUDA)."""
-        n, k = self.experts.shape
-        return x.unsqueeze(1).expand(n, k, x.shape[-1]).reshape(n * k, -1).index_select(0, self.order)
+        """[N, W] token rows -> [N*k, W] in expert order (x[token]); the backward gathers each token's k
+        gradient rows and sums them, never an atomic scatter-add of k rows into one (nondeterministic on
+        CUDA)."""
+        return _GatherTokens.apply(x, self.token, self.inverse, self.experts.shape[1])
 
     def unsort(self, y_sorted: torch.Tensor) -> torch.Tensor:
-        """[N*k, W] rows in expert order -> [N, k, W] in (token, choice) order; a gather, so deterministic."""
+        """[N*k, W] rows in expert order -> [N, k, W] in (token, choice) order; a gather both ways."""
         n, k = self.experts.shape
-        inverse = torch.empty_like(self.order)
-        inverse[self.order] = torch.arange(self.order.numel(), device=self.order.device)
-        return y_sorted.index_select(0, inverse).view(n, k, -1)
+        return _PermuteRows.apply(y_sorted, self.inverse, self.order).view(n, k, -1)
 
-    def combine(self, y_sorted: torch.Tensor) -> torch.Tensor:
-        """Gate-weighted sum over each token's k expert outputs: [N*k, W] sorted -> [N, W]."""
-        y = self.unsort(y_sorted)
-        # [n,1,k] @ [n,k,w]: a batched matmul without the copies einsum makes here (~3x faster on CPU)
-        return torch.bmm(self.gates.to(y.dtype).unsqueeze(1), y).squeeze(1)
+    def combine(self, y_sorted: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """bias + gate-weighted sum over each token's k expert outputs: [N*k, W] sorted -> [N, W]."""
+        if bias is None:
+            bias = y_sorted.new_zeros(())
+        return _Combine.apply(y_sorted, self.gates, bias, self.inverse, self.token, self.order)
+
+    def head_permutation(self, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row permutations between expert order and attention order for rows of one head.
+
+        With [N*k, n_heads*D] expert-sorted rows viewed as [N*k*n_heads, D] (row j*n_heads + head) and the
+        attention layout [N, n_heads, k, D] (token, kv head, choice: the kv-head-major query order SDPA's
+        enable_gqa pairs with kv head `head`), returns (to_attention, to_sorted): attention[r] =
+        sorted[to_attention[r]] and sorted[s] = attention[to_sorted[s]]. One gather each way replaces an
+        unsort plus a layout copy (and a layout copy plus a re-sort for the output projection)."""
+        n, k = self.experts.shape
+        heads = torch.arange(n_heads, device=self.order.device)
+        to_attention = (self.inverse.view(n, 1, k) * n_heads + heads.view(1, n_heads, 1)).reshape(-1)
+        to_sorted = ((self.token.unsqueeze(1) * n_heads + heads) * k
+                     + torch.remainder(self.order, k).unsqueeze(1)).reshape(-1)
+        return to_attention, to_sorted
 
     def load_balance_loss(self) -> torch.Tensor:
         """Switch load balance for top-k: E * Σ_e f_e · P_e, f_e = share of the N*k assignments that go to
@@ -156,6 +255,11 @@ class Routing:
     def z_loss(self) -> torch.Tensor:
         """ST-MoE router z-loss: mean over tokens of logsumexp(logits)^2."""
         return torch.logsumexp(self.logits, dim=-1).square().mean()
+
+
+def permute_rows(src: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """src[index] for a row permutation `index` with inverse `inverse`, gathering both ways (see `_PermuteRows`)."""
+    return _PermuteRows.apply(src, index, inverse)
 
 
 class TopKRouter(nn.Module):
@@ -174,27 +278,44 @@ class TopKRouter(nn.Module):
         top_logits, experts = logits.topk(self.top_k, dim=-1)
         gates = torch.softmax(top_logits, dim=-1).to(x.dtype)
         flat = experts.reshape(-1)
-        order = torch.sort(flat, stable=True).indices
-        counts = torch.bincount(flat, minlength=self.n_experts)
-        return Routing(order=order, token=torch.div(order, self.top_k, rounding_mode="floor"), counts=counts,
-                       ends=torch.cumsum(counts, 0).to(torch.int32), gates=gates, logits=logits, experts=experts)
+        sorted_experts, order = torch.sort(flat, stable=True)
+        # Offsets by binary search in the sorted experts, not bincount: CUDA's bincount reads the maximum
+        # back to the host (a sync, and a graph break under torch.compile).
+        experts_ids = torch.arange(self.n_experts, device=flat.device, dtype=flat.dtype)
+        ends = torch.searchsorted(sorted_experts, experts_ids, right=True)
+        counts = torch.diff(ends, prepend=ends.new_zeros(1))
+        positions = torch.arange(order.numel(), device=order.device, dtype=order.dtype)
+        inverse = torch.empty_like(order).scatter_(0, order, positions)  # each slot written once
+        return Routing(order=order, inverse=inverse, token=torch.div(order, self.top_k, rounding_mode="floor"),
+                       counts=counts, ends=ends.to(torch.int32), gates=gates, logits=logits, experts=experts)
 
 
 class ExpertLinear(nn.Module):
-    """E independent linear maps without bias, weight [E, out, in]; applied to rows sorted by expert."""
+    """E independent linear maps without bias, weight [E, out, in]; applied to rows sorted by expert.
+
+    `ran` is the backend the last eager forward actually used after fallbacks (e.g. "torch" for fp32 rows
+    on CUDA), so a parity check can prove it compared two different kernels."""
 
     def __init__(self, n_experts: int, d_in: int, d_out: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_experts, d_out, d_in))
+        self.weight_lp = None  # low-precision copy kept by trainer.model.precision.WeightCastCache
+        self.ran = ""
 
     def forward(self, x_sorted: torch.Tensor, routing: Routing, backend: str) -> torch.Tensor:
         w = self.weight
         if torch.is_autocast_enabled(x_sorted.device.type):
-            # autocast does not cover grouped_mm / megablocks' gmm; cast as it would for F.linear.
-            dt = torch.get_autocast_dtype(x_sorted.device.type)
-            x_sorted, w = x_sorted.to(dt), w.to(dt)
-        if backend != "torch" and x_sorted.dtype not in _GROUPED_DTYPES[x_sorted.device.type]:
-            backend = "torch"  # e.g. fp32 on CUDA (scoring without autocast): the kernels take bf16 only
+            # autocast does not cover grouped_mm / megablocks' gmm; cast as it would for F.linear (or take
+            # the copy cast once per optimizer step).
+            x_sorted = x_sorted.to(torch.get_autocast_dtype(x_sorted.device.type))
+            w = autocast_weight(self, x_sorted.device.type)
+        # e.g. fp32 on CUDA (scoring without autocast): the kernels take bf16 only; so does grouped_mm's
+        # meta function, which torch.compile traces, on CPU too
+        dtypes = (torch.bfloat16,) if torch.compiler.is_compiling() else _GROUPED_DTYPES[x_sorted.device.type]
+        if backend != "torch" and x_sorted.dtype not in dtypes:
+            backend = "torch"
+        if not torch.compiler.is_compiling():
+            self.ran = backend
         if backend == "grouped_mm":
             return F.grouped_mm(_ContiguousGrad.apply(x_sorted), w.transpose(1, 2), offs=routing.ends)
         if backend == "megablocks":
@@ -226,4 +347,4 @@ class MoEMLP(nn.Module):
         h = self.input_linear(routing.gather_tokens(flat), routing, backend)
         gate, up = h.split(self.ffn_hidden, dim=-1)
         y = self.output_linear(F.silu(gate) * up, routing, backend)
-        return (routing.combine(y) + self.bias).view(shape), routing
+        return routing.combine(y, self.bias).view(shape), routing

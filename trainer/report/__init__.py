@@ -1,10 +1,11 @@
 """`python -m trainer report`: plots and one HTML page for a training run and the corpus it read.
 
     python -m trainer report --run runs/tiny --corpus shards/sample --out reports/tiny
+    python -m trainer report --run runs/tiny                      # the same: the run's own corpus, reports/tiny
     python -m trainer report --sft runs/tiny-sft --dpo runs/tiny-dpo --out reports/tiny-chat
     make report                       # the same for the demo; open reports/tiny/index.html
 
-From the run folder (metrics.jsonl, and the run config saved with its newest checkpoint):
+From the run folder (metrics.jsonl, and its saved run config, run_config.toml):
   loss.png          train loss and the val mean (left), val loss per source with labels at the ends (right)
   lr.png            the learning rate per step (warmup, stable, decay), phases shaded
   expert_load.png   share of tokens per expert (layer × expert index) over time, for MoA and MoE; white is

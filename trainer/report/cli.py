@@ -1,6 +1,7 @@
 """The `python -m trainer report` command: draws the plots, writes index.html, prints what it wrote.
 
     main(["--run", "runs/tiny", "--corpus", "shards/sample", "--out", "reports/tiny"])  # → exit status
+    main(["--run", "runs/tiny"])        # the same: the run's own corpus, reports/<run name>
 
 Exit status 0 when written; 2 with one `error:` line naming the file and the fix when an input is missing
 or malformed, or the output folder cannot be written.
@@ -18,6 +19,18 @@ from .data import corpus_table, load_manifest, load_run, mixture_plans, phase_su
 from .html import write_html
 
 
+def own_corpus(run) -> str | None:
+    """The corpus the run's saved config names, if it is there to read (else the page leaves it out and says
+    so on stderr)."""
+    corpus = (run.config or {}).get("data", {}).get("corpus")
+    if corpus and (Path(corpus) / "manifest.json").is_file():
+        return corpus
+    if corpus:
+        print(f"note: the run's corpus {corpus} has no manifest.json here: the page shows the run alone (give "
+              f"--corpus to draw one)", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from trainer.report import __doc__ as doc
 
@@ -28,17 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", help="corpus folder (holds manifest.json), e.g. shards/sample")
     p.add_argument("--sft", help="SFT run folder (python -m trainer sft), e.g. runs/tiny-sft")
     p.add_argument("--dpo", help="DPO run folder (python -m trainer dpo), e.g. runs/tiny-dpo")
-    p.add_argument("--out", required=True, help="folder for the PNGs and index.html, e.g. reports/tiny")
+    p.add_argument("--out", help="folder for the PNGs and index.html (default: reports/<run name>, or "
+                                 "reports/<corpus name> for a corpus alone, or reports/<SFT or DPO run name>)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     if not (args.run or args.corpus or args.sft or args.dpo):
         p.error("give --run, --corpus, --sft or --dpo (any of them together)")
-    out = Path(args.out)
     written: list[tuple[str, Path, str]] = []
     run = rows = manifest = None
     plans, summary = [], []
     try:
         if args.run:
             run = load_run(Path(args.run))
+            if not args.corpus:  # the run's own corpus, as its saved config names it
+                args.corpus = own_corpus(run)
+        out = Path(args.out or Path("reports") / Path(args.run or args.corpus or args.sft or args.dpo).resolve().name)
+        if run is not None:
             summary = phase_summary(run)
             plans = mixture_plans(run, args.corpus)
             n_val = len({s for r in run.val for s in r["loss"]})
@@ -87,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"error: {IOFault.from_os_error(e, 'writing the report', e.filename or out)}", file=sys.stderr)
+        print(f"error: {IOFault.from_os_error(e, 'writing the report', e.filename or args.out)}", file=sys.stderr)
         return 2
     for plan in plans:
         for note in plan.notes:

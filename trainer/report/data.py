@@ -1,6 +1,6 @@
 """What the report shows, read from a run folder and a corpus folder (no plotting, no HTML here).
 
-    run = load_run("runs/tiny")            # metrics.jsonl + the newest checkpoint's run config
+    run = load_run("runs/tiny")            # metrics.jsonl + the run's saved config (run_config.toml)
     run.phases, run.train, run.val, run.events, run.config
     phase_summary(run)                     # one dict per phase: steps, tokens, losses first→last, throughput
     realised_shares(run, 2)                # {source: share of the tokens phase 2 drew}
@@ -54,7 +54,13 @@ class Run:
 
 
 def _run_config(run_dir: Path) -> tuple[dict | None, Path | None]:
-    """The run config saved with the newest checkpoint (checkpoints/step-NNNNNNNN/train_state.json)."""
+    """The run's saved config (<run>/run_config.toml, trainer.run_folder), else the one saved with the newest
+    checkpoint (checkpoints/step-NNNNNNNN/train_state.json) by runs from before that file existed."""
+    from trainer.run_folder import SAVED, read_saved_config
+
+    saved = read_saved_config(run_dir)
+    if saved is not None:
+        return saved[0], run_dir / SAVED
     for state in sorted((run_dir / "checkpoints").glob("step-*/train_state.json"), reverse=True):
         try:
             cfg = json.loads(state.read_text()).get("run_config")
