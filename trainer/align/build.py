@@ -5,7 +5,7 @@
     data = build_data(cfg, init)                               # the chat corpus's rows of this stage's kind
     steps = plan_steps(cfg, data, info)                        # epochs → steps, micro-batches per rank, schedule
     found = build_resume(cfg, run_dir, steps, info, warn)      # this run's newest checkpoint, or None
-    model, ref, fsdp = build_models(cfg, init, found, info)    # policy (+ frozen reference for DPO), FSDP2
+    model, opt, ref, fsdp = build_models(cfg, init, found, info, run_dir)   # policy, AdamW, DPO's frozen ref
 
 Each raises a ConfigError / CorpusError / CheckpointError naming the file or key and the fix. Checkpoints are
 pretraining's (`trainer.checkpoint`): the same files, atomic writes, SHA256SUMS, keep-last pruning; a stage's
@@ -162,22 +162,30 @@ def build_resume(cfg: AlignConfig, run_dir: Path, data: Data, info: D.DistInfo, 
     return found
 
 
-def build_models(cfg: AlignConfig, init: Init, found: ckpt.Found | None, optimizer_for, info: D.DistInfo,
-                 run_dir: Path):
+def align_levers(cfg: AlignConfig, info: D.DistInfo) -> B.Levers:
+    """The alignment stages run without pretraining's speed levers (bf16 weight cast cache, bf16 FSDP2 units,
+    torch.compile): fp32 master weights under autocast as configured, FSDP2 in fp32 units, eager blocks, so the
+    arithmetic is the one checked against TRL and across ranks."""
+    return B.Levers(B.precision_of(cfg, info), D.use_fsdp(cfg.parallel.fsdp, info), "none", "off",
+                    "the alignment stages run eagerly", cfg.parallel.activation_checkpoint)
+
+
+def build_models(cfg: AlignConfig, init: Init, found: ckpt.Found | None, info: D.DistInfo, run_dir: Path):
     """(policy, optimizer, frozen reference or None, fsdp). The policy starts from init's weights, or from this
     run's checkpoint (weights, AdamW state and RNG) when resuming; DPO's reference is init's weights, frozen.
     Both models are built before any state is loaded, so the RNGs end where the checkpoint (or the seed) says."""
     if info.distributed and cfg.parallel.fsdp == "false":
         raise ConfigError("parallel.fsdp = false on more than one rank would train unsynchronised copies; use "
                           "\"auto\" (FSDP2 over the ranks)")
-    model, fsdp = B.build_model(cfg, init.mcfg, info)
+    levers = align_levers(cfg, info)
+    built = B.build_model(cfg, init.mcfg, info, levers)
+    model, optimizer, fsdp = built.model, built.optimizer, levers.fsdp
     ref = None
     if cfg.stage == "dpo":
-        ref, _ = B.build_model(cfg, init.mcfg, info)
+        ref = B.build_model(cfg, init.mcfg, info, levers).model
         ckpt.load_into(ckpt.Found(init.path, 0, {}), model=ref, optimizer=None, info=info, restore_rng=False)
         ref.requires_grad_(False)
         ref.eval()
-    optimizer = optimizer_for(model)
     if found is None:
         ckpt.load_into(ckpt.Found(init.path, 0, {}), model=model, optimizer=None, info=info, restore_rng=False)
         B.seed_everything(cfg.train.seed)

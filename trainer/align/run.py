@@ -32,7 +32,6 @@ from trainer.align.config import AlignConfig, load_align_config
 from trainer.align.step import AlignSetup, dpo_step, dpo_val, sft_step, sft_val
 from trainer.console import say
 from trainer.metrics import MetricsLog
-from trainer.optim import build_optimizer
 from trainer.step import autocast_for
 from trainer.train import TrainingDiverged
 
@@ -108,8 +107,7 @@ def _train(cfg: AlignConfig, run_dir: Path) -> int:
         return 0
     _verify(cfg, data, info)
     B.check_run_dir(run_dir, info)
-    model, optimizer, ref, fsdp = AB.build_models(cfg, init, found, lambda m: build_optimizer(m, cfg, info.device),
-                                                  info, run_dir)
+    model, optimizer, ref, fsdp = AB.build_models(cfg, init, found, info, run_dir)
     precision = B.precision_of(cfg, info)
     setup = AlignSetup(model, optimizer, info, grad_clip=cfg.optim.grad_clip,
                        autocast=autocast_for(precision, info.device), fsdp=fsdp,
