@@ -26,11 +26,17 @@ TOKENS ?= 1e6
 RUN_CONFIG = $(if $(and $(wildcard $(RUN_DIR)/run_config.toml),$(filter file,$(origin MODEL))),,trainer/configs/$(MODEL).toml)
 # report: the run's own corpus (from its saved config) unless CORPUS= or CORPUS_DIR= is given
 REPORT_CORPUS = $(if $(filter-out file,$(origin CORPUS) $(origin CORPUS_DIR)),--corpus $(CORPUS_DIR))
+# alignment: SFT from RUN_DIR's phase 2, DPO from SFT_DIR; demo-chat exports the DPO model to CHAT_EXPORT_DIR
+SFT_DIR ?= $(RUN_DIR)-sft
+DPO_DIR ?= $(RUN_DIR)-dpo
+CHAT_EXPORT_DIR ?= exports/$(RUN_NAME)-chat
+# demo-chat trains SFT for half an epoch (the config's 3 take ~40 steps), DPO its one epoch
+DEMO_CHAT_SFT_ARGS ?= --train.epochs=0.5
 
 ABLATION ?= cpu
 ABLATION_ARGS ?=
 
-.PHONY: help setup corpus status verify inspect plan phase1 phase2 export demo test bench report ablation clean
+.PHONY: help setup corpus status verify inspect plan phase1 phase2 sft dpo export demo demo-chat test bench report ablation clean
 
 help:
 	@echo "usage: make <target> [VARIABLE=value ...]   e.g. make corpus CORPUS=jetmoe ARGS=--executor.workers=8"
@@ -65,6 +71,12 @@ phase1: setup ## train phase 1 (warmup + stable) of trainer/configs/$(MODEL).tom
 phase2: setup ## train phase 2 (decay, phase-2 mixture) of RUN_DIR, from its saved config and last checkpoint
 	$(LAUNCH) -m trainer train $(RUN_CONFIG) --phase 2 --run-dir $(RUN_DIR) $(ARGS)
 
+sft: setup ## phase 3a: SFT of RUN_DIR's final (phase 2) checkpoint by trainer/configs/align/sft-$(MODEL).toml
+	$(LAUNCH) -m trainer sft trainer/configs/align/sft-$(MODEL).toml --run-dir $(SFT_DIR) --init.checkpoint=$(RUN_DIR) $(ARGS)
+
+dpo: setup ## phase 3b: DPO of SFT_DIR's final checkpoint by trainer/configs/align/dpo-$(MODEL).toml
+	$(LAUNCH) -m trainer dpo trainer/configs/align/dpo-$(MODEL).toml --run-dir $(DPO_DIR) --init.checkpoint=$(SFT_DIR) $(ARGS)
+
 export: setup ## write exports/<run name> (Hugging Face JetMoeForCausalLM) from RUN_DIR's last checkpoint; FORCE=1 replaces one
 	$(PY) -m trainer export $(RUN_DIR) $(EXPORT_DIR) $(if $(FORCE),--force)
 
@@ -79,6 +91,12 @@ demo: setup ## the whole demo on the embedded sample: corpus, phase 1, phase 2, 
 	$(MAKE) phase1
 	$(MAKE) phase2
 	$(MAKE) export
+
+demo-chat: setup ## after `make demo`: the chat corpus, a short SFT then DPO of runs/tiny, export with the chat template
+	$(MAKE) corpus CORPUS=chat_sample
+	$(MAKE) sft ARGS="$(DEMO_CHAT_SFT_ARGS) $(ARGS)"
+	$(MAKE) dpo
+	$(MAKE) export RUN_DIR=$(DPO_DIR) EXPORT_DIR=$(CHAT_EXPORT_DIR)
 
 test: setup ## run the test suite (CPU; GPU tests skip without CUDA)
 	$(PY) -m pytest -q

@@ -43,6 +43,8 @@ PIPELINE_COMMANDS = {
 }
 TRAINER_COMMANDS = {
     "train": "trainer.train:main",
+    "sft": "trainer.align.run:sft_main",
+    "dpo": "trainer.align.run:dpo_main",
     "plan": "trainer.data.plan:main",
     "export": "trainer.model.hf:export_main",
     "import-hf": "trainer.model.hf:import_main",
@@ -62,11 +64,13 @@ Required arguments are shown; `jetmoe <command> --help` lists the rest.
     jetmoe verify    <corpus dir>                                  # check a corpus against the shard contract
     jetmoe inspect   <corpus dir> [source]                         # counts, token stats, decoded documents
     jetmoe train     [<run config>] --phase 1|2 --run-dir <dir> [--section.key=value ...]
+    jetmoe sft       <sft config> --run-dir <dir>                   # phase 3a, e.g. trainer/configs/align/sft-tiny.toml
+    jetmoe dpo       <dpo config> --run-dir <dir>                   # phase 3b, from the SFT run
     jetmoe plan      <mixture.toml> --tokens N [--corpus shards/sample] [--renormalise]
-    jetmoe export    <checkpoint or run dir> [<out dir>] [--force]  # Hugging Face JetMoeForCausalLM folder
+    jetmoe export    <checkpoint or run dir> [<out dir>] [--force] [--chat]  # Hugging Face JetMoeForCausalLM folder
     jetmoe import-hf <hf dir> <checkpoint dir>
-    jetmoe score     <checkpoint, run or HF dir> <file>
-    jetmoe report    [--run runs/tiny] [--corpus shards/sample] [--out <dir>]
+    jetmoe score     <checkpoint, run or HF dir> <file> [--chat]
+    jetmoe report    [--run runs/tiny] [--corpus shards/sample] [--sft DIR] [--dpo DIR] [--out <dir>]
     jetmoe ablation  <grid.toml> [--quick] [--plan] [--out DIR]     # variants at equal active params, over seeds
 """
 

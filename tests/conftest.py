@@ -75,3 +75,25 @@ def reference_run(train_assets, tmp_path_factory):
     assert main(run_args(train_assets, run, 1)) == 0
     assert main(run_args(train_assets, run, 2)) == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def chat_assets(tmp_path_factory):
+    """The alignment tests' inputs (``tests.trainer_kit.chat.make_chat_assets``): tokenizer.json, shards/ (the
+    chat corpus, built by ``make corpus CORPUS=chat_sample``), base/ (a tiny model's checkpoint). Read-only."""
+    from tests.trainer_kit.chat import make_chat_assets
+
+    return make_chat_assets(tmp_path_factory.mktemp("chat_assets"))
+
+
+@pytest.fixture(scope="session")
+def chat_runs(chat_assets, tmp_path_factory):
+    """One uninterrupted SFT run from base/, then DPO from it (``align_args``), in this process: what every
+    interrupted or sharded run must equal. Read-only: (sft run folder, dpo run folder)."""
+    from tests.trainer_kit.chat import align_args
+    from trainer.align.run import dpo_main, sft_main
+
+    root = tmp_path_factory.mktemp("chat_runs")
+    assert sft_main(align_args(chat_assets, root / "sft", "sft")) == 0
+    assert dpo_main(align_args(chat_assets, root / "dpo", "dpo", f"--init.checkpoint={root / 'sft'}")) == 0
+    return root / "sft", root / "dpo"

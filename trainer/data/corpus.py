@@ -60,9 +60,13 @@ class Part:
 
 
 class Corpus:
-    """A built corpus folder. Open with `Corpus.open(path)`; the manifest is validated on open."""
+    """A built corpus folder. Open with `Corpus.open(path)`; the manifest is validated on open.
 
-    def __init__(self, root: Path, manifest: dict, manifest_bytes: bytes):
+    `kinds` are the source kinds the reader accepts (`jetmoe_core.shards.KINDS`): pretraining reads
+    "pretrain" only; the SFT and DPO loaders (`trainer.align.data`) open a chat corpus with ("sft", "dpo") and
+    read `kind_of[source]`."""
+
+    def __init__(self, root: Path, manifest: dict, manifest_bytes: bytes, kinds: tuple[str, ...] = ("pretrain",)):
         self.root = root
         self.manifest = manifest
         self.fingerprint = hashlib.sha256(manifest_bytes).hexdigest()
@@ -98,7 +102,7 @@ class Corpus:
                               f"({shards.dtype_name(self.vocab_size)}); rebuild the corpus")
         sources = need(manifest, "sources", dict, "")
         try:  # an SFT/DPO corpus holds conversations and pairs: the pretraining loader must not stream them
-            require_kind(manifest, "pretrain", mpath)
+            require_kind(manifest, kinds, mpath)
         except KindError as e:
             raise CorpusError(str(e)) from None
         self._parts: dict[tuple[str, str], list[Part]] = {}
@@ -128,9 +132,10 @@ class Corpus:
                 self._parts[(src, split)] = parts
                 self._counts[(src, split)] = (n_docs, n_tokens)
         self.sources: list[str] = sorted(sources)
+        self.kind_of: dict[str, str] = {src: shards.source_kind(sources[src]) for src in self.sources}
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Corpus":
+    def open(cls, path: str | os.PathLike, kinds: tuple[str, ...] = ("pretrain",)) -> "Corpus":
         """Read ``<path>/manifest.json``; a missing one is a CorpusError that says how to build that corpus."""
         root = Path(path)
         mpath = root / shards.MANIFEST
@@ -142,7 +147,7 @@ class Corpus:
             manifest = json.loads(data)
         except json.JSONDecodeError as e:
             raise CorpusError(f"{mpath}: not valid JSON (line {e.lineno}: {e.msg}); rebuild the corpus") from e
-        return cls(root, manifest, data)
+        return cls(root, manifest, data, kinds)
 
     def __repr__(self) -> str:
         return f"Corpus({str(self.root)!r}, name={self.name!r}, sources={len(self.sources)})"

@@ -9,7 +9,11 @@ The export folder holds config.json (HF keys), model.safetensors, generation_con
 tokenizer (tokenizer.json + tokenizer_config.json), so `AutoModelForCausalLM.from_pretrained(dir)` and
 `AutoTokenizer.from_pretrained(dir)` load it (and so do lm-eval and vLLM), plus the run's saved config
 (run_config.toml: model, data, mixtures, tokens, optimizer) when the checkpoint belongs to a run folder. The
-out folder defaults to exports/<run name>. It is written beside its final name and renamed into place, so it
+export of an SFT or DPO checkpoint (its train_state.json names the stage; `--chat` forces it for another) is a
+chat model: its tokenizer_config.json carries `jetmoe_core.chat.CHAT_TEMPLATE` as `chat_template` and EOS as the
+pad token (generation_config too), so `apply_chat_template(messages, add_generation_prompt=True)` gives the ids it
+was trained on and `generate` stops at the EOS that ends each assistant turn.
+The out folder defaults to exports/<run name>. It is written beside its final name and renamed into place, so it
 is complete or absent; an I/O failure is an exit 2 naming the path. An export never overwrites: a folder that
 exists and is not empty is refused, unless --force is given and it holds nothing but an earlier export (a
 folder with other files is never replaced).
@@ -38,6 +42,7 @@ from .io import CONFIG, WEIGHTS, read_model_config, save_safetensors_atomic
 from .jetmoe import JetMoE
 
 __all__ = ["to_hf_config", "from_hf_config", "to_hf_state_dict", "from_hf_state_dict", "export_checkpoint",
+           "is_chat_checkpoint",
            "import_hf", "resolve_checkpoint", "default_export_dir", "read_hf_folder", "export_main", "import_main"]
 
 HF_BLOCK_EPS = 1e-6
@@ -239,8 +244,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return steps[-1]
 
 
-def _tokenizer_config(tokenizer_json: Path, cfg: ModelConfig) -> dict:
-    """tokenizer_config.json for PreTrainedTokenizerFast, naming only the special tokens the file has."""
+def is_chat_checkpoint(ckpt: Path) -> bool:
+    """An SFT or DPO checkpoint: its train_state.json names the alignment stage that wrote it."""
+    try:
+        return json.loads((Path(ckpt) / "train_state.json").read_text()).get("stage") in ("sft", "dpo")
+    except (OSError, ValueError):
+        return False
+
+
+def _tokenizer_config(tokenizer_json: Path, cfg: ModelConfig, chat: bool = False) -> dict:
+    """tokenizer_config.json for PreTrainedTokenizerFast, naming only the special tokens the file has; a chat
+    model's also holds the chat template and EOS as its pad token (as Zephyr's does)."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_json))
@@ -255,6 +269,15 @@ def _tokenizer_config(tokenizer_json: Path, cfg: ModelConfig) -> dict:
     if tok.get_vocab_size(with_added_tokens=True) > cfg.vocab_size:
         raise ValueError(f"{tokenizer_json}: {tok.get_vocab_size(with_added_tokens=True)} tokens, more than the "
                          f"model's vocab_size={cfg.vocab_size}; export with the corpus tokenizer the model was trained on")
+    if chat:
+        from jetmoe_core.chat import CHAT_TEMPLATE, EOS_TOKEN
+
+        if out.get("eos_token") != EOS_TOKEN:
+            raise ValueError(f"{tokenizer_json}: the chat template closes every turn with {EOS_TOKEN}, but the "
+                             f"model's EOS (id {cfg.eos_id}) is {out.get('eos_token')!r}; export with the tokenizer "
+                             f"the chat corpus was built with")
+        out["chat_template"] = CHAT_TEMPLATE
+        out["pad_token"] = out["eos_token"]
     return out
 
 
@@ -271,12 +294,14 @@ def default_export_dir(path: str | Path) -> Path:
 
 
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, dtype: torch.dtype | None = None,
-                      tokenizer: str | Path | None = None, force: bool = False) -> Path:
+                      tokenizer: str | Path | None = None, force: bool = False, chat: bool | None = None) -> Path:
     """Write a HF JetMoeForCausalLM folder from one of our checkpoints (or a run's newest). `out_dir` defaults
     to exports/<run name>; an existing non-empty one is replaced only with `force` (and only if it holds an
-    export and nothing else)."""
+    export and nothing else). `chat` (default: whether the checkpoint is from SFT or DPO) writes the chat
+    template."""
     out_dir = Path(out_dir) if out_dir is not None else default_export_dir(ckpt)
     ckpt = resolve_checkpoint(ckpt)
+    chat = is_chat_checkpoint(ckpt) if chat is None else chat
     cfg = read_model_config(ckpt)
     ours = _load_safetensors(ckpt / WEIGHTS)
     _check_shapes(ours, cfg, str(ckpt / WEIGHTS))
@@ -292,8 +317,10 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, dtype
         got = sha256_file(tok)
         if got != cfg.tokenizer_sha256:
             raise ValueError(f"{tok}: sha256 {got} differs from the model's tokenizer_sha256 {cfg.tokenizer_sha256}")
-    tok_cfg = _tokenizer_config(tok, cfg)
+    tok_cfg = _tokenizer_config(tok, cfg, chat)
     gen = {"bos_token_id": cfg.bos_id, "eos_token_id": cfg.eos_id, "do_sample": False}
+    if chat:
+        gen["pad_token_id"] = cfg.eos_id
     present = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
     others = [n for n in present if n not in EXPORT_FILES]
     if others:
@@ -366,16 +393,21 @@ def export_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokenizer", help="tokenizer.json to ship (default: the checkpoint's)")
     ap.add_argument("--force", action="store_true",
                     help="replace an earlier export in out_dir (a folder holding other files is never replaced)")
+    ap.add_argument("--chat", action="store_true", help="write the chat template (default: only for an SFT or DPO "
+                                                        "checkpoint)")
     args = ap.parse_args(argv)
     try:
         ckpt = resolve_checkpoint(args.checkpoint)
         out_dir = args.out_dir or default_export_dir(args.checkpoint)
-        out = export_checkpoint(ckpt, out_dir, _DTYPES.get(args.dtype), args.tokenizer, force=args.force)
+        chat = True if args.chat else None
+        out = export_checkpoint(ckpt, out_dir, _DTYPES.get(args.dtype), args.tokenizer, force=args.force, chat=chat)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1
+    chat_line = [("chat", "tokenizer_config.json holds the chat template: tokenizer.apply_chat_template(messages, "
+                          "add_generation_prompt=True) → model.generate")] if chat or is_chat_checkpoint(ckpt) else []
     _summary_of(f"exported {ckpt} -> {out}", ckpt, out,
-                [("load with", f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")])
+                [("load with", f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})"), *chat_line])
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python -m trainer score runs/tiny held_out.txt                  # text: documents separated by blank lines
     python -m trainer score exports/tiny ids.txt --token-ids --json # ids: one document per line
+    python -m trainer score runs/tiny-dpo chats.jsonl --chat        # conversations: their assistant tokens
 
 The model is a checkpoint folder (or a run folder: its newest checkpoint) or a Hugging Face JetMoE folder.
 Text is tokenized with the tokenizer.json beside the weights and framed as in the packed training stream:
@@ -9,7 +10,10 @@ EOS + document + EOS (each corpus document follows the previous one's EOS and en
 `--no-boundary` scores the bare tokens. With `--token-ids` each line is scored exactly as given, no BOS/EOS
 added. A document of n tokens has n-1 predicted tokens; its NLL is their mean (nats), perplexity exp(NLL).
 Documents longer than max_seq_len+1 are cut into consecutive windows (context restarts in each, every
-token is predicted once). Documents are right-padded into batches: routing is per token and dropless and
+token is predicted once). With `--chat` each JSONL line is a conversation ({"messages": [{"role", "content"},
+...]}) rendered by the chat template (`jetmoe_core.chat`, as the model was trained and as transformers
+renders it) and only its assistant tokens, each turn's EOS included, are scored (`trainer.align.chat_score`).
+Documents are right-padded into batches: routing is per token and dropless and
 attention is causal, so padding never changes a real token's score.
 """
 from __future__ import annotations
@@ -39,10 +43,12 @@ class Document:
     line: int          # first line of the document in the file (1-based)
     ids: list[int]
     nll_sum: float = 0.0
+    mask: list[int] | None = None
+    """Which tokens are scored (1) as predictions of the tokens before them; None: every token but the first."""
 
     @property
     def n_predicted(self) -> int:
-        return max(len(self.ids) - 1, 0)
+        return max(len(self.ids) - 1, 0) if self.mask is None else int(sum(self.mask[1:]))
 
     @property
     def nll(self) -> float:
@@ -130,7 +136,9 @@ def score_documents(model: JetMoE, docs: list[Document], batch_size: int = 8, pr
     for doc in docs:
         for s in range(0, len(doc.ids) - 1, window):
             chunk = doc.ids[s:s + window + 1]
-            pieces.append((doc, chunk[:-1], chunk[1:]))
+            target = chunk[1:] if doc.mask is None else \
+                [t if m else -100 for t, m in zip(chunk[1:], doc.mask[s + 1:s + window + 1])]
+            pieces.append((doc, chunk[:-1], target))
     pieces.sort(key=lambda p: -len(p[1]))  # similar lengths together: less padding
     for i in tqdm(range(0, len(pieces), batch_size), desc="score", unit="batch", disable=not progress,
                   file=sys.stderr):
@@ -153,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("file", help="text (documents separated by blank lines) or, with --token-ids, token ids")
     ap.add_argument("--token-ids", action="store_true", help="whitespace-separated ids, one document per line")
     ap.add_argument("--no-boundary", action="store_true", help="text: do not frame documents with EOS")
+    ap.add_argument("--chat", action="store_true", help="JSONL of conversations ({\"messages\": [...]} a line): "
+                                                        "score their assistant tokens")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -163,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"{path} not found")
         model, tok_dir = load_any(args.model, args.device)
         cfg = model.cfg
-        docs = (read_token_id_docs(path, cfg.vocab_size) if args.token_ids else
-                read_text_docs(path, tok_dir / "tokenizer.json", cfg.eos_id, not args.no_boundary))
+        if args.chat:
+            from trainer.align.chat_score import read_chat_docs
+            docs = read_chat_docs(path, tok_dir / "tokenizer.json", cfg.eos_id)
+        else:
+            docs = (read_token_id_docs(path, cfg.vocab_size) if args.token_ids else
+                    read_text_docs(path, tok_dir / "tokenizer.json", cfg.eos_id, not args.no_boundary))
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"score: error: {e}", file=sys.stderr)
         return 1

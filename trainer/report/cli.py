@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jetmoe_core.io import IOFault
 
-from . import corpus_plots, run_plots
+from . import align_plots, corpus_plots, run_plots
 from .data import corpus_table, load_manifest, load_run, mixture_plans, phase_summary
 from .html import write_html
 
@@ -39,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
                                        "--out reports/tiny")
     p.add_argument("--run", help="run folder (holds metrics.jsonl), e.g. runs/tiny")
     p.add_argument("--corpus", help="corpus folder (holds manifest.json), e.g. shards/sample")
+    p.add_argument("--sft", help="SFT run folder (python -m trainer sft), e.g. runs/tiny-sft")
+    p.add_argument("--dpo", help="DPO run folder (python -m trainer dpo), e.g. runs/tiny-dpo")
     p.add_argument("--out", help="folder for the PNGs and index.html (default: reports/<run name>, or "
-                                 "reports/<corpus name> for a corpus alone)")
+                                 "reports/<corpus name> for a corpus alone, or reports/<SFT or DPO run name>)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    if not args.run and not args.corpus:
-        p.error("give --run, --corpus or both")
+    if not (args.run or args.corpus or args.sft or args.dpo):
+        p.error("give --run, --corpus, --sft or --dpo (any of them together)")
     written: list[tuple[str, Path, str]] = []
     run = rows = manifest = None
     plans, summary = [], []
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             run = load_run(Path(args.run))
             if not args.corpus:  # the run's own corpus, as its saved config names it
                 args.corpus = own_corpus(run)
-        out = Path(args.out or Path("reports") / Path(args.run or args.corpus).resolve().name)
+        out = Path(args.out or Path("reports") / Path(args.run or args.corpus or args.sft or args.dpo).resolve().name)
         if run is not None:
             summary = phase_summary(run)
             plans = mixture_plans(run, args.corpus)
@@ -68,6 +70,16 @@ def main(argv: list[str] | None = None) -> int:
                 ("run", run_plots.plot_mixture(run, out / "mixture.png"),
                  f"{len(run_plots.drawn_tokens(run))} sources drawn"),
             ]
+        if args.sft:
+            sft = align_plots.load_align_run(Path(args.sft), "sft")
+            written.append(("sft", align_plots.plot_sft(sft, out / "sft_loss.png"),
+                            f"{len(sft.train)} steps, loss {sft.train[0]['lm_loss']:.4f} → "
+                            f"{sft.train[-1]['lm_loss']:.4f}"))
+        if args.dpo:
+            dpo = align_plots.load_align_run(Path(args.dpo), "dpo")
+            written.append(("dpo", align_plots.plot_dpo(dpo, out / "dpo_rewards.png"),
+                            f"{len(dpo.train)} steps, margin {dpo.train[-1]['margins']:.4g}, "
+                            f"accuracy {dpo.train[-1]['accuracy']:.3f} at the last step"))
         if args.corpus:
             manifest = load_manifest(Path(args.corpus))
             rows = corpus_table(manifest)
@@ -83,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             ]
         html = write_html(out / "index.html", run=run, summary=summary, plans=plans, manifest=manifest,
                           rows=rows, corpus_dir=args.corpus, images=[p for _, p, _ in written])
-        written.append(("page", html, f"{len(written)} plots, tables: "
-                        + ", ".join(t for t, ok in (("run summary", run), ("mixture plan", any(p.rows for p in plans)),
+        written.append(("page", html, f"{len(written)} plots, sections: "
+                        + ", ".join(t for t, ok in (("run summary", run), ("alignment", args.sft or args.dpo),
+                                                    ("mixture plan", any(p.rows for p in plans)),
                                                     ("corpus accounting", rows),
                                                     ("fidelity", "fidelity" in (manifest or {}))) if ok)))
     except (FileNotFoundError, ValueError, KeyError) as e:

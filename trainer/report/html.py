@@ -79,6 +79,10 @@ CAPTIONS = {
     "lr.png": "Learning rate per step: warmup, stable, decay; phases shaded.",
     "expert_load.png": "Share of each layer's routed tokens per expert over time; white = balanced (1/E).",
     "mixture.png": "Target vs realised share of tokens per source, per phase (log axis).",
+    "sft_loss.png": "SFT: train loss on the assistant tokens (per step and smoothed) and the val mean over the SFT "
+                    "sources.",
+    "dpo_rewards.png": "DPO: chosen and rejected rewards β·(log π − log π_ref) and their margin (left); the DPO "
+                       "loss and the preference accuracy (right); val as open markers.",
     "corpus_tokens.png": "Train and val tokens per source (log axis).",
     "corpus_drops.png": "What became of each source's documents: kept, filtered by reason, rejected, duplicate.",
     "corpus_dedup.png": "Duplicates removed per source, by exact / MinHash / cross-source deduplication.",
@@ -222,9 +226,11 @@ def write_html(path: Path, *, run=None, summary=(), plans=(), manifest=None, row
                images=()) -> Path:
     images = {Path(p).name: Path(p) for p in images}
     corpus_name = str((manifest or {}).get("corpus") or "")
-    title = "Report: " + ", ".join(x for x in (f"run {run.name}" if run else "",
+    align = [n for n in ("sft_loss.png", "dpo_rewards.png") if n in images]
+    title = "Report: " + ", ".join(x for x in (f"run {run.name}" if run else "", "alignment" if align else "",
                                                f"corpus {corpus_name}" if manifest else "") if x)
-    sections = [("run", "Run", run is not None), ("mixture", "Mixture plan", bool(plans)),
+    sections = [("run", "Run", run is not None), ("align", "Alignment", bool(align)),
+                ("mixture", "Mixture plan", bool(plans)),
                 ("corpus", "Corpus", manifest is not None)]
     body = [f"<h1>{escape(title)}</h1>",
             '<p class="meta">Written by <code>python -m trainer report</code>; the plots are the PNG files beside '
@@ -232,6 +238,9 @@ def write_html(path: Path, *, run=None, summary=(), plans=(), manifest=None, row
             "<nav>" + "".join(f'<a href="#{sid}">{label}</a>' for sid, label, ok in sections if ok) + "</nav>"]
     if run is not None:
         body += _run_section(run, list(summary), images)
+    if align:
+        body += ['<section id="align"><h2>Alignment</h2>', *(_figure(images[n], CAPTIONS[n]) for n in align),
+                 "</section>"]
     if plans:
         body += _plan_section(plans, images, corpus_dir)
     if manifest is not None:
