@@ -2,6 +2,7 @@
 on 2 ranks (gloo, CPU) and the weight cast cache on one process; both take the same steps: the matmuls see
 bf16 weights, the routers fp32, and the losses agree to fp32 rounding of the gradient reduction."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,10 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torc
 
 
 def run(*launcher):
+    # the script imports the test kits (``tests.…``): a script's own folder is first on its path, not the repo's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([*launcher, str(ROOT / "tests" / "_fsdp_mixed.py")], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+                       timeout=300, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return json.loads([line for line in r.stdout.splitlines() if line.startswith("{")][-1])
 
