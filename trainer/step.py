@@ -82,6 +82,19 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
+
+def clip_and_step(model: torch.nn.Module, opt: torch.optim.Optimizer, grad_clip: float) -> torch.Tensor:
+    """Clip the global gradient norm to ``grad_clip`` (0: no clipping, the norm is still measured), take the
+    optimizer step and free the gradients; returns the norm before clipping (a full tensor under FSDP2).
+    The one update every training stage ends its step with (pretraining, SFT, DPO)."""
+    clip = grad_clip if grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if hasattr(grad_norm, "full_tensor"):
+        grad_norm = grad_norm.full_tensor()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return grad_norm
+
 def train_step(s: StepSetup, batches: Iterator, lr: float) -> StepMetrics:
     model, opt, info = s.model, s.optimizer, s.info
     set_lr(opt, lr)
@@ -121,12 +134,7 @@ def train_step(s: StepSetup, batches: Iterator, lr: float) -> StepMetrics:
         if s.mark is not None:
             s.mark("updated")
         return StepMetrics(False, loss_v, lm_v, lb_v, z_v, math.nan, sources, expert, data_s)
-    clip = s.grad_clip if s.grad_clip > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    if hasattr(grad_norm, "full_tensor"):
-        grad_norm = grad_norm.full_tensor()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+    grad_norm = clip_and_step(model, opt, s.grad_clip)
     if s.mark is not None:
         s.mark("updated")
     return StepMetrics(True, loss_v, lm_v, lb_v, z_v, float(grad_norm), sources, expert, data_s)

@@ -83,6 +83,20 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, rest
 
 
+
+def exit_code(e: BaseException) -> int:
+    """The exit status of a training command that raised ``e``, after one ``error:`` line: 2 for bad input or
+    I/O (config, corpus, mixture, loader-state and model-config errors are ValueErrors whose message names the
+    file or key and the fix; I/O failures are IOFaults that name the path and the fix; a traceback would only
+    hide that), 3 for a diverged run. Anything else is a bug: re-raised, traceback and all."""
+    if isinstance(e, (ValueError, ckpt.CheckpointError, FileNotFoundError, IOFault)):
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if isinstance(e, TrainingDiverged):
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    raise e
+
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -91,15 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             for note in saved.notes:
                 print(note, file=sys.stderr)
         return train(cfg, args.phase, Path(args.run_dir), restart=args.restart, saved=saved)
-    # Config, corpus, mixture, loader-state and model-config errors are all ValueErrors whose message
-    # names the file or key and the fix, and I/O failures are IOFaults that name the path and the fix; a
-    # traceback would only hide that.
-    except (ValueError, ckpt.CheckpointError, FileNotFoundError, IOFault) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+    except BaseException as e:  # noqa: BLE001 - exit_code re-raises what it does not map
+        return exit_code(e)
     finally:
         D.shutdown()
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from jetmoe_core.io import IOFault
 from trainer import build as B
 from trainer import checkpoint as ckpt
 from trainer import dist as D
@@ -33,7 +32,7 @@ from trainer.align.step import AlignSetup, dpo_step, dpo_val, sft_step, sft_val
 from trainer.console import say
 from trainer.metrics import MetricsLog
 from trainer.step import autocast_for
-from trainer.train import TrainingDiverged
+from trainer.train import TrainingDiverged, exit_code
 
 __all__ = ["main", "sft_main", "dpo_main", "train"]
 
@@ -54,12 +53,8 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     try:
         cfg = load_align_config(stage, args.config, overrides)
         return train(cfg, Path(args.run_dir))
-    except (ValueError, ckpt.CheckpointError, FileNotFoundError, IOFault) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+    except BaseException as e:  # noqa: BLE001 - exit_code re-raises what it does not map
+        return exit_code(e)
     finally:
         D.shutdown()
 

@@ -33,6 +33,7 @@ from trainer import dist as D
 from trainer.align.batches import DPOBatch, SFTBatch, collate_dpo, collate_sft
 from trainer.align.losses import dpo_sigmoid, sequence_logps
 from trainer.optim import set_lr
+from trainer.step import clip_and_step
 
 __all__ = ["AlignSetup", "AlignMetrics", "sft_step", "dpo_step", "forward_logits", "sft_val", "dpo_val",
            "SFT_SUMS", "DPO_SUMS"]
@@ -112,12 +113,7 @@ def _step(setup: AlignSetup, micro_batches: list, lr: float, names: tuple[str, .
     if not math.isfinite(sums[loss_key]):
         opt.zero_grad(set_to_none=True)
         return AlignMetrics(False, {}, math.nan, expert, sums)
-    clip = setup.grad_clip if setup.grad_clip > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    if hasattr(grad_norm, "full_tensor"):
-        grad_norm = grad_norm.full_tensor()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+    grad_norm = clip_and_step(model, opt, setup.grad_clip)
     return AlignMetrics(True, {}, float(grad_norm), expert, sums)
 
 
