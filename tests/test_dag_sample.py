@@ -22,17 +22,22 @@ CONFIGS = sorted((REPO / "pipeline/configs").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_shipped_config_loads_and_plans(path):
+def test_shipped_config_loads_and_plans(path, tmp_path):
     # chat_sample reads the pretraining sample's tokenizer, there only once `make corpus` ran (its own test
     # checks that message): plan it with a trained tokenizer instead
     chat = path.stem.startswith("chat")
-    cfg = load_config(path, overrides=["--tokenizer.kind=train"] if path.stem == "chat_sample" else [])
+    overrides = ["--tokenizer.kind=train"] if path.stem == "chat_sample" else []
+    if path.stem == "ablation":  # its two local sources are written by `python -m pipeline.localtext` first
+        from pipeline.localtext import LOCAL_SOURCES, write_local
+        write_local(tmp_path / "local")
+        overrides = [f"--sources.{name}.path={tmp_path / 'local' / name}" for name in LOCAL_SOURCES]
+    cfg = load_config(path, overrides=overrides)
     plan = make_plan(cfg)
     assert {u.stage for u in plan.units} >= {"download", "format"}
     if chat:  # the alignment sets: six SFT, one DPO
         assert [plan.ctx.specs[s].kind for s in cfg.sources] == ["sft"] * 6 + ["dpo"]
         return
-    assert len(cfg.sources) == 22
+    assert len(cfg.sources) == 22 + (2 if path.stem == "ablation" else 0)
     # the four pile_* sources are read once, as one input group
     assert plan.ctx.groups["pile"] == ["pile_wikipedia", "pile_stackexchange", "pile_arxiv", "pile_rest"]
 

@@ -101,6 +101,23 @@ def test_every_shipped_mixture_loads(full_corpus):
         load_mixture(f, full_corpus)
 
 
+def test_ablation_mixtures_are_the_recipe_plus_a_quarter_of_stdlib(tmp_path_factory):
+    """mixtures/ablation/phase{1,2}.toml: the recipe's weights unchanged and the standard library at 1/4 of the
+    tokens (docs 40 %, code 60 % of it), over the ablation corpus (the 22 sources and the two local ones)."""
+    sizes = {s: 200 + 37 * i for i, s in enumerate(ALL_SOURCES)} | {"stdlib_docs": 900, "stdlib_code": 4000}
+    corpus = Corpus.open(make_corpus(tmp_path_factory.mktemp("abl"), sizes, vocab=300, val_tokens=40, mean_doc=20))
+    recipe_corpus = Corpus.open(make_corpus(tmp_path_factory.mktemp("rec"), {s: sizes[s] for s in ALL_SOURCES},
+                                            vocab=300, val_tokens=40, mean_doc=20))
+    for phase in ("phase1", "phase2"):
+        mix = load_mixture(REPO / "mixtures/ablation" / f"{phase}.toml", corpus).shares
+        recipe = load_mixture(REPO / "mixtures" / f"{phase}.toml", recipe_corpus).shares
+        assert mix["stdlib_docs"] + mix["stdlib_code"] == pytest.approx(0.25, abs=2e-3), phase
+        assert mix["stdlib_docs"] / mix["stdlib_code"] == pytest.approx(0.4 / 0.6, rel=1e-2), phase
+        rest = 1 - mix["stdlib_docs"] - mix["stdlib_code"]
+        for src, share in recipe.items():
+            assert mix[src] / rest == pytest.approx(share, rel=1e-9), (phase, src)
+
+
 def test_equal_split_and_zero_weights(tmp_path, small_corpus):
     p = write(tmp_path, '[sources]\nweb = 2\n[groups.g]\nweight = 2\nmembers = ["math", "code"]\n'
                         'split = "equal"\n')
