@@ -142,8 +142,10 @@ def train_step(s: StepSetup, batches: Iterator, lr: float) -> StepMetrics:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, corpus, *, seq_len: int, batch_size: int, batches: int,
-             autocast: contextlib.AbstractContextManager, device: torch.device) -> dict[str, float]:
-    """Mean lm loss per source over the first `batches` batches of its val split.
+             autocast: contextlib.AbstractContextManager, device: torch.device,
+             tokens: dict[str, int] | None = None) -> dict[str, float]:
+    """Mean lm loss per source over the first `batches` batches of its val split; `tokens`, if given, receives
+    the number of predicted tokens each mean is over (for a loss over all val tokens: Σ loss·n / Σ n).
 
     Every corpus source with val data, whatever the phase's mixture: the same set in both phases, so the
     curves and their mean are comparable across the phase-2 switch."""
@@ -154,8 +156,10 @@ def evaluate(model: torch.nn.Module, corpus, *, seq_len: int, batch_size: int, b
     with _eager():
         for src in sorted(corpus.sources):
             if corpus.n_tokens(src, "val") >= 2:
-                _eval_source(model, corpus, src, out, seq_len=seq_len, batch_size=batch_size, batches=batches,
-                             autocast=autocast, device=device)
+                n = _eval_source(model, corpus, src, out, seq_len=seq_len, batch_size=batch_size, batches=batches,
+                                 autocast=autocast, device=device)
+                if tokens is not None and n:
+                    tokens[src] = n
     model.train()
     return out
 
@@ -165,7 +169,7 @@ def _eager():
     return stance("force_eager") if stance is not None else contextlib.nullcontext()
 
 
-def _eval_source(model, corpus, src: str, out: dict, *, seq_len, batch_size, batches, autocast, device) -> None:
+def _eval_source(model, corpus, src: str, out: dict, *, seq_len, batch_size, batches, autocast, device) -> int:
     from trainer.data import ValLoader
 
     tot, n = 0.0, 0
@@ -182,3 +186,4 @@ def _eval_source(model, corpus, src: str, out: dict, *, seq_len, batch_size, bat
         n += k
     if n:
         out[src] = tot / n
+    return n

@@ -167,15 +167,19 @@ def run_phase(run: Run, setup: StepSetup, loader) -> int:
     names = list(loader.source_names)
 
     def val() -> None:
+        n_tokens: dict[str, int] = {}
         losses = evaluate(setup.model, run.data.corpus, seq_len=cfg.data.seq_len, batch_size=cfg.log.val_batch_size,
-                          batches=cfg.log.val_batches, autocast=setup.autocast, device=info.device)
+                          batches=cfg.log.val_batches, autocast=setup.autocast, device=info.device, tokens=n_tokens)
         if not losses:
             return
         mean = sum(losses.values()) / len(losses)
         summary.setdefault("val_first", mean)
         summary["val_last"] = mean
+        # "mean": every source counts the same (the curves' headline); "overall": per token over all val tokens
+        # evaluated, which small val splits sway less (the ablation grid compares variants on it)
+        overall = sum(losses[s] * n_tokens[s] for s in losses) / sum(n_tokens[s] for s in losses)
         metrics.write({"kind": "val", "step": step, "phase": run.phase, "tokens": step * cfg.train.batch_tokens,
-                       "loss": losses, "mean": mean})
+                       "loss": losses, "mean": mean, "overall": overall, "val_tokens": n_tokens})
         say(info, f"step {step}: val loss {mean:.4f} (mean of {len(losses)} sources)")
 
     def save(phase_end: bool) -> Path | None:
