@@ -25,12 +25,12 @@ import contextlib
 import fnmatch
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from jetmoe_core.io import atomic_path
+from jetmoe_core.ticker import every
 
 T = TypeVar("T")
 
@@ -220,20 +220,13 @@ def _watch_bytes(local_dir: Path, files: list[dict[str, Any]], progress: Callabl
         yield
         return
     total = sum(int(f["size"]) for f in files)
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.wait(every_s):
-            progress(bytes_there(local_dir, files), total)
+    def report() -> None:
+        progress(bytes_there(local_dir, files), total)
 
-    progress(bytes_there(local_dir, files), total)
-    thread = threading.Thread(target=loop, name="download-bytes", daemon=True)
-    thread.start()
-    try:
+    report()
+    with every(every_s, report, name="download-bytes"):
         yield
-    finally:
-        stop.set()
-        thread.join()
     progress(bytes_there(local_dir, files), total)
 
 

@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from jetmoe_core.ticker import every
 from pipeline.dag.progress import TASK_WRITE_S, JobProgress, interval_s, job_totals, read_job
 
 _LOCK = threading.Lock()
@@ -120,16 +121,11 @@ class Display:
             yield
             return
         state = self.start_job(stage, job, index, n_jobs)
-        stop = threading.Event()
         period = TTY_REFRESH_S if self.tty else max(0.05, min(self.interval, 2.0))
-        thread = threading.Thread(target=self._poll_loop, args=(state, stop, period), name="build-progress",
-                                  daemon=True)
-        thread.start()
         try:
-            yield
+            with every(period, lambda: self.poll(state), name="build-progress"):
+                yield
         finally:
-            stop.set()
-            thread.join()
             self.poll(state)
 
     def start_job(self, stage, job, index: int, n_jobs: int) -> _Job:
@@ -165,10 +161,6 @@ class Display:
                 self._draw(live)
 
     # -- the poll thread -----------------------------------------------------------------------------------
-    def _poll_loop(self, state: _Job, stop: threading.Event, period: float) -> None:
-        while not stop.wait(period):
-            self.poll(state)
-
     def poll(self, state: _Job) -> None:
         """Read the job's progress once and show it (a live line, or a plain line when one is due)."""
         with _LOCK:
