@@ -55,8 +55,9 @@ def make_corpus_inputs(root: Path) -> Path:
     return root
 
 
-def make_run_inputs(run: Path, corpus: Path, steps=(20, 10)) -> Path:
-    """metrics.jsonl of a 2-phase run with val on every source, and a checkpoint's train_state.json."""
+def make_run_inputs(run: Path, corpus: Path, steps=(20, 10), experts=(4, 4)) -> Path:
+    """metrics.jsonl of a 2-phase run with val on every source, and a checkpoint's train_state.json; 2 layers of
+    `experts` = (attention, MLP) experts."""
     from trainer.data.corpus import Corpus
     from trainer.data.mixture import load_mixture
 
@@ -87,11 +88,14 @@ def make_run_inputs(run: Path, corpus: Path, steps=(20, 10)) -> Path:
             for k in drawn:
                 src[names[k]] = src.get(names[k], 0) + SEQ
             loss = 9 - 3 * step / sum(steps) + 0.1 * np.sin(step)
-            attn = [[step + 1, 2, 3, 4], [5, 5, 5, 5]]
+            attn = [[step + 1, 2, 3, 4], [5, 5, 5, 5]] if experts[0] == 4 else \
+                [[step + e for e in range(experts[0])], [5] * experts[0]]
+            mlp = [[4, 3, 2, 1], [1, 1, 1, 9]] if experts[1] == 4 else \
+                [[e + 1 for e in range(experts[1])], [9] + [1] * (experts[1] - 1)]
             lines.append({"kind": "train", "step": step, "phase": phase, "tokens": step * SEQ * SEQS,
                           "loss": loss + 0.01, "lm_loss": loss, "lr": 1e-3 if phase == 1 else 1e-3 * 0.9 ** step,
                           "step_s": 0.5, "tokens_per_s": SEQ * SEQS / 0.5, "source_tokens": src,
-                          "expert_tokens": {"attn": attn, "mlp": [[4, 3, 2, 1], [1, 1, 1, 9]]}})
+                          "expert_tokens": {"attn": attn, "mlp": mlp}})
             if step % 10 == 0:
                 losses = {s: 9 - 3 * step / sum(steps) + 0.05 * i for i, s in enumerate(SOURCES)}
                 lines.append({"kind": "val", "step": step, "phase": phase, "tokens": step * SEQ * SEQS,
@@ -224,6 +228,29 @@ def test_run_figures_keep_their_promises(inputs, figures):
     mix = figures["mixture.png"].axes
     assert len(mix) == 2 and all(ax.get_xscale() == "log" and ax.get_xlim()[1] == 1.0 for ax in mix)
     assert [t.get_text() for t in mix[0].get_yticklabels()] == ["web", "code", "math"]
+
+
+@pytest.mark.parametrize("experts", [(1, 8), (4, 8), (2, 1)])
+def test_expert_load_draws_each_kind_with_its_own_count(inputs, figures, tmp_path, experts):
+    """An ablation's MoE-only (1 attention expert), mixed counts or MoA-only run: each panel has its own kind's
+    rows and balance point; a 1-expert kind is called dense. (The plot once drew both with the attention's count.)"""
+    run = load_run(make_run_inputs(tmp_path / "mixed", inputs[1], experts=experts))
+    run_plots.plot_expert_load(run, Path("expert_load.png"))
+    fig = figures["expert_load.png"]
+    panels = fig.axes[:2]
+    colorbars = fig.axes[2:]
+    for ax, n_exp in zip(panels, experts):
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        if n_exp == 1:
+            assert not labels and "dense" in " ".join(t.get_text() for t in ax.texts)
+        else:
+            assert labels == [f"L{r // n_exp} · E{r % n_exp}" for r in range(2 * n_exp)]
+            assert ax.get_images()[0].get_array().shape[0] == 2 * n_exp
+    balances = {t.get_text().split("=")[1].split(",")[0].strip() for cb in colorbars for t in cb.get_yticklabels()
+                if "balanced" in t.get_text()}
+    assert balances == {f"1/{n}" for n in experts if n > 1}
+    title = _texts(fig)
+    assert (f"{experts[0]} attention / {experts[1]} MLP experts" in title) if experts[0] != experts[1] else True
 
 
 def test_corpus_figures_keep_their_promises(inputs, figures):

@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("run", run_plots.plot_lr(run, out / "lr.png"),
                  f"lr {min(r['lr'] for r in run.train):.3g} .. {max(r['lr'] for r in run.train):.3g}"),
                 ("run", run_plots.plot_expert_load(run, out / "expert_load.png"),
-                 f"{len(run.train[0]['expert_tokens']['attn'])} layers × "
-                 f"{len(run.train[0]['expert_tokens']['attn'][0])} experts"),
+                 run_plots.describe_experts(run_plots.expert_counts(run.train))),
                 ("run", run_plots.plot_mixture(run, out / "mixture.png"),
                  f"{len(run_plots.drawn_tokens(run))} sources drawn"),
             ]

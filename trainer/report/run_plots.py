@@ -136,48 +136,69 @@ def expert_shares(train: list[dict], kind: str, bins: int = 60) -> tuple[np.ndar
     return shares.reshape(-1, shares.shape[-1]), steps
 
 
+def expert_counts(train: list[dict]) -> dict[str, tuple[int, int]]:
+    """Per kind ("attn", "mlp"): (layers, experts) of the run's logged routing; the two kinds can differ (an
+    ablation's MoE-only or MoA-only variant routes one of them over 1 expert)."""
+    return {kind: (len(train[0]["expert_tokens"][kind]), len(train[0]["expert_tokens"][kind][0]))
+            for kind in ("attn", "mlp")}
+
+
 def plot_expert_load(run: Run, out: Path) -> Path:
+    """One panel per kind with its own rows (layer × expert) and colour scale (white = 1/E of that kind); a kind
+    with a single expert is a dense layer and its panel says so."""
     from matplotlib.colors import TwoSlopeNorm
 
     plt = pyplot()
     train = run.train
-    n_layers = len(train[0]["expert_tokens"]["attn"])
-    n_exp = len(train[0]["expert_tokens"]["attn"][0])
-    n_rows = n_layers * n_exp
+    counts = expert_counts(train)
+    n_rows = max(layers * (e if e > 1 else 0) for layers, e in counts.values()) or 1
     per_row = 0.17 if n_rows <= 64 else max(0.04, 8 / n_rows)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 1.6 + per_row * n_rows), sharey=True,
-                             gridspec_kw={"wspace": 0.06})
-    height = 1.6 + per_row * n_rows
-    fig.subplots_adjust(top=1 - 0.75 / height)  # room for the title; before the colorbar takes its place
-    balanced = 1 / n_exp
-    norm = TwoSlopeNorm(vmin=0.0, vcenter=balanced, vmax=min(1.0, 3 * balanced))
+    height = 1.6 + per_row * max(n_rows, 8)
+    fig, axes = plt.subplots(1, 2, figsize=(14, height), gridspec_kw={"wspace": 0.32})
+    fig.subplots_adjust(top=1 - 0.75 / height)  # room for the title; before the colorbars take their place
     spans = phase_spans(train)
     for ax, kind, title in ((axes[0], "attn", "MoA (attention experts)"), (axes[1], "mlp", "MoE (MLP experts)")):
+        n_layers, n_exp = counts[kind]
+        ax.set_title(title, loc="left", pad=14)
+        if n_exp == 1:
+            ax.text(0.5, 0.5, f"dense: {n_layers} layers of 1 expert\n(no routing to show)", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=11, color="0.3")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        rows = n_layers * n_exp
+        balanced = 1 / n_exp
+        norm = TwoSlopeNorm(vmin=0.0, vcenter=balanced, vmax=min(1.0, 3 * balanced))
         shares, steps = expert_shares(train, kind)
         im = ax.imshow(shares, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=norm,
-                       extent=(train[0]["step"] - 1, steps[-1], n_rows, 0))
+                       extent=(train[0]["step"] - 1, steps[-1], rows, 0))
         for layer in range(1, n_layers):
             ax.axhline(layer * n_exp, color="black", lw=1.0)
         for phase, lo, _hi in spans[1:]:
             ax.axvline(lo, color="black", ls="--", lw=1.3)
             ax.text(lo, -0.4, f" phase {phase} →", fontsize=8, va="bottom", ha="left")
-        ax.set_title(title, loc="left", pad=14)
         width = len(train) / len(steps)
         ax.set_xlabel("optimizer step" + (f" (one column = {width:.3g} logged steps)" if width > 1 else ""))
-    if n_rows <= 64:
-        axes[0].set_yticks(np.arange(n_rows) + 0.5, [f"L{r // n_exp} · E{r % n_exp}" for r in range(n_rows)],
-                           fontsize=6.5 if n_rows > 32 else 7)
-    else:  # too many rows to name each expert: name the layers, experts run top to bottom inside each
-        axes[0].set_yticks((np.arange(n_layers) + 0.5) * n_exp, [f"layer {i}" for i in range(n_layers)])
-    axes[0].set_ylabel(f"layer · expert index (E0…E{n_exp - 1} within each layer)")
-    cb = fig.colorbar(im, ax=axes, shrink=min(0.9, 6 / (1.6 + per_row * n_rows) + 0.3), pad=0.015)
-    ticks = [0, balanced, 2 * balanced, 3 * balanced] if 3 * balanced <= 1 else [0, balanced, 1]
-    cb.set_ticks(ticks, labels=[f"{t:.3g}" + (f"  = 1/{n_exp}, balanced" if t == balanced else "") for t in ticks])
-    cb.set_label("share of the layer's routed tokens (per time bin)")
-    fig.suptitle(f"Run {run.name}: expert load, {n_layers} layers × {n_exp} experts "
-                 "(white = balanced; red = busier, blue = idler)", x=0.1, ha="left", y=1 - 0.1 / height,
+        if rows <= 64:
+            ax.set_yticks(np.arange(rows) + 0.5, [f"L{r // n_exp} · E{r % n_exp}" for r in range(rows)],
+                          fontsize=6.5 if rows > 32 else 7)
+        else:  # too many rows to name each expert: name the layers, experts run top to bottom inside each
+            ax.set_yticks((np.arange(n_layers) + 0.5) * n_exp, [f"layer {i}" for i in range(n_layers)])
+        ax.set_ylabel(f"layer · expert index (E0…E{n_exp - 1} within each layer)")
+        cb = fig.colorbar(im, ax=ax, shrink=min(0.9, 6 / height + 0.3), pad=0.015)
+        ticks = [0, balanced, 2 * balanced, 3 * balanced] if 3 * balanced <= 1 else [0, balanced, 1]
+        cb.set_ticks(ticks, labels=[f"{t:.3g}" + (f"  = 1/{n_exp}, balanced" if t == balanced else "") for t in ticks])
+        cb.set_label("share of the layer's routed tokens (per time bin)")
+    fig.suptitle(f"Run {run.name}: expert load, {describe_experts(counts)} "
+                 "(white = balanced; red = busier, blue = idler)", x=0.06, ha="left", y=1 - 0.1 / height,
                  fontsize=12, fontweight="bold")
     return save(fig, out)
+
+
+def describe_experts(counts: dict[str, tuple[int, int]]) -> str:
+    """"4 layers × 8 experts", or "2 layers × 1 attention / 8 MLP experts" when the kinds differ."""
+    (layers, ea), (_, em) = counts["attn"], counts["mlp"]
+    return f"{layers} layers × {ea} experts" if ea == em else f"{layers} layers × {ea} attention / {em} MLP experts"
 
 
 def _pct(v: float) -> str:
