@@ -83,7 +83,9 @@ export: setup ## write exports/<run name> (Hugging Face JetMoeForCausalLM) from 
 report: setup ## plots and one HTML page of RUN_DIR and its corpus: open reports/<run name>/index.html
 	$(PY) -m trainer report --run $(RUN_DIR) $(REPORT_CORPUS) --out $(REPORT_DIR)
 
-ablation: setup ## train trainer/configs/ablations/$(ABLATION).toml (variants × seeds) into runs/ablation/; ABLATION_ARGS=--quick or overrides
+ablation: setup ## build shards/ablation (the sample + the standard library's text), train trainer/configs/ablations/$(ABLATION).toml (variants × seeds) into runs/ablation/; ABLATION_ARGS=--quick or overrides
+	$(PY) -m pipeline.localtext --out data/local
+	$(PY) -m pipeline build pipeline/configs/ablation.toml
 	$(PY) -m trainer ablation trainer/configs/ablations/$(ABLATION).toml $(ABLATION_ARGS)
 
 demo: setup ## the whole demo on the embedded sample: corpus, phase 1, phase 2, export

@@ -12,7 +12,8 @@ import torch
 from jetmoe_core.config import ConfigError
 from trainer.ablation import main
 from trainer.ablation.grid import load_grid
-from trainer.ablation.stats import Interval, compare, interval
+from trainer.ablation.stats import Interval, compare, compare_paired, interval
+from trainer.ablation.summary import compare_runs
 from trainer.model import JetMoE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +124,34 @@ def test_compare_by_hand(a, b, verdict):
     assert math.isclose(c.diff, a.mean - b.mean) and (math.isinf(c.half) or math.isclose(c.half, math.hypot(a.half, b.half)))
 
 
+def test_paired_comparison_by_hand():
+    # seeds move both variants together (5.1 → 5.3); per-seed differences -0.05, -0.04, -0.06: mean -0.05,
+    # s = 0.01, half = 4.302653 · 0.01 / √3 = 0.024841
+    a, b = {0: 5.10, 1: 5.20, 2: 5.30}, {0: 5.15, 1: 5.24, 2: 5.36}
+    c = compare_paired(a, b)
+    assert c.paired and c.verdict == "lower" and math.isclose(c.diff, -0.05, abs_tol=1e-12)
+    assert math.isclose(c.half, 4.302653 * 0.01 / math.sqrt(3), rel_tol=1e-5)
+    # unpaired, the same numbers cannot be told apart: each variant's spread hides the shift the seeds share
+    u = compare(interval(list(a.values())), interval(list(b.values())))
+    assert not u.paired and u.verdict == "within spread" and u.half > 0.3
+    with pytest.raises(ValueError, match="no seed in common"):
+        compare_paired({0: 1.0}, {1: 1.0})
+
+
+def test_comparisons_pair_only_matching_seeds():
+    def run(v, seed, x):
+        return {"variant": v, "seed": seed, "final": {"overall": x, "mean": x + 1, "loss": {"web": x}}}
+    results = {"grid": {"confidence": 0.95}, "variants": {"a": {}, "b": {}, "c": {}},
+               "runs": [run("a", 0, 5.10), run("a", 1, 5.20), run("a", 2, 5.30),
+                        run("b", 0, 5.15), run("b", 1, 5.24), run("b", 2, 5.36),
+                        run("c", 3, 5.15), run("c", 4, 5.24), run("c", 5, 5.36)]}
+    ab, ac = compare_runs(results, "a", "b"), compare_runs(results, "a", "c")
+    assert ab.paired and ab.verdict == "lower"
+    assert not ac.paired and ac.verdict == "within spread"  # other seeds: nothing to pair
+    assert compare_runs(results, "a", "b", "mean").diff == pytest.approx(ab.diff)
+    assert compare_runs(results, "a", "b", "web").paired
+
+
 @pytest.mark.slow
 def test_quick_grid_end_to_end(tmp_path, capsys):
     from tests.trainer_kit.runs import make_assets
@@ -135,8 +164,11 @@ def test_quick_grid_end_to_end(tmp_path, capsys):
             "--model.head_dim=8", "--data.seq_len=32", "--data.micro_batch=4", "--train.batch_tokens=128",
             "--train.phase1_tokens=256", "--train.phase2_tokens=128", "--schedule.warmup_tokens=128",
             "--train.threads=1", "--grid.active_tolerance=0.05"]  # routers weigh more at d_model 32
-    assert main(args) == 0
+    assert main(args + ["--grid.jobs=2"]) == 0
     printed = capsys.readouterr().out
+    assert "14 runs, 2 at a time" in printed
+    # a run's console output, stderr included, is in its train.log, not interleaved on the grid's console
+    assert "val loss" not in capsys.readouterr().err and "val loss" in (out / "dense/seed-0/train.log").read_text()
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 7 * 2 and results["grid"]["quick"]
     for r in results["runs"]:
@@ -161,3 +193,12 @@ def test_quick_grid_end_to_end(tmp_path, capsys):
     assert capsys.readouterr().out.count("already done") == 14
     again = json.loads((out / "results.json").read_text())
     assert [r["final"] for r in again["runs"]] == [r["final"] for r in results["runs"]]
+    # one run at a time gives the same numbers as two at once: runs do not share state
+    one = tmp_path / "one"
+    args_one = [str(one) if a == str(out) else a for a in args]
+    assert main(args_one + ["--grid.jobs=1", "--grid.seeds=[1]"]) == 0
+    assert "7 runs, 1 at a time" in capsys.readouterr().out
+    serial = json.loads((one / "results.json").read_text())["runs"]
+    parallel = [r for r in results["runs"] if r["seed"] == 1]
+    for key in ("curve", "final", "expert_load", "tokens"):
+        assert [r[key] for r in serial] == [r[key] for r in parallel], key

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(_plan(grid), flush=True)
+    print(f"{len(grid.variants) * len(grid.section.seeds)} runs, {grid.jobs} at a time "
+          f"([grid] jobs = {grid.section.jobs or 'auto'}; train.threads = {grid.run_threads or 'all'} per run)",
+          flush=True)
     if args.plan:
         return 0
     out = Path(args.out or f"runs/ablation/{grid.name}{'-quick' if args.quick else ''}")
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from .run import run_grid
     from .summary import summary_markdown, write_results
     try:
-        results = run_grid(grid, out)
+        results = run_grid(grid, out, jobs=grid.jobs)
     except (ConfigError, FileNotFoundError, IOFault) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

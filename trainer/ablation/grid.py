@@ -8,7 +8,8 @@ The grid TOML has these tables:
 
     [grid]      name, run_config (a run TOML, e.g. trainer/configs/tiny.toml), seeds (>= 1; >= 3 for intervals),
                 control (a variant name), active_tolerance (largest relative gap in active parameters to the
-                control, default 0.01), confidence (of the intervals over seeds, default 0.95)
+                control, default 0.01), confidence (of the intervals over seeds, default 0.95), jobs (runs at
+                once, default 0 = the cores ÷ train.threads on CPU, 1 on CUDA)
     [run.<section>]   run-config keys over run_config's (the same for every variant and seed)
     [model]     model-config keys over the run config's model (every variant), e.g. d_model
     [variants.<name>] label, against (variant names compared with; default [control]) and the expert keys
@@ -59,6 +60,9 @@ class GridSection:
     """Largest relative difference of a variant's active parameters from the control's."""
     confidence: float = 0.95
     """Two-sided confidence of the Student-t interval over seeds."""
+    jobs: int = 0
+    """Runs trained at once, each in its own process; 0 = auto: on a CPU machine the usable cores divided by the
+    run's train.threads, on a CUDA machine 1 (the runs would share one GPU). Results do not depend on it."""
 
     def __post_init__(self):
         if not self.name:
@@ -69,6 +73,8 @@ class GridSection:
             raise ValueError(f"active_tolerance = {self.active_tolerance} must be in [0, 1)")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence = {self.confidence} must be in (0, 1)")
+        if self.jobs < 0:
+            raise ValueError(f"jobs = {self.jobs} must be >= 0 (0 = as many as the cores allow)")
 
 
 @dataclass
@@ -108,6 +114,22 @@ class Grid:
     run_raw: dict
     variants: dict[str, Variant]
     quick: bool = False
+    run_threads: int = 0
+    """train.threads of every run (0 = torch's default, all cores)."""
+
+    @property
+    def jobs(self) -> int:
+        """[grid] jobs, or with 0 what this machine allows (see GridSection.jobs)."""
+        if self.section.jobs:
+            return self.section.jobs
+        import os
+
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores // self.run_threads) if self.run_threads else 1
 
     @property
     def name(self) -> str:
@@ -193,7 +215,7 @@ def load_grid(path: str | Path, overrides: list[str] | None = None, quick: bool 
     control_model = _apply_experts(base, specs[section.control], path, section.control)
     variants = {name: _variant(name, spec, control_model, section, run_cfg.data.seq_len, path)
                 for name, spec in specs.items()}
-    return Grid(path, section, run_raw, variants, quick)
+    return Grid(path, section, run_raw, variants, quick, run_cfg.train.threads)
 
 
 def _apply_experts(base: ModelConfig, spec: VariantSpec, path: Path, name: str) -> ModelConfig:

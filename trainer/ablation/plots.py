@@ -2,7 +2,7 @@
 
     plot_all(results, out)   # -> out/val_loss.png, out/loss_vs_flops.png, out/expert_load.png
 
-- val_loss.png: held-out loss (mean over val sources) vs training tokens per variant: the line is the mean
+- val_loss.png: held-out loss (per token over all val tokens) vs training tokens per variant: the line is the mean
   over seeds, the band spans the seeds' lowest and highest value at each point.
 - loss_vs_flops.png: final held-out loss (mean ± interval over seeds) vs training FLOPs (FLOPs/token × tokens,
   active parameters only), one labelled point per variant.
@@ -32,11 +32,11 @@ def plot_val_loss(results: dict, out: Path) -> Path:
     colours = _colours(results)
     for name, runs in by_variant(results).items():
         tokens = [p["tokens"] for p in runs[0]["curve"]]
-        ys = np.array([[p["mean"] for p in r["curve"]] for r in runs])  # [seeds, points]
+        ys = np.array([[p["overall"] for p in r["curve"]] for r in runs])  # [seeds, points]
         ax.plot(tokens, ys.mean(0), color=colours[name], lw=1.6, label=results["variants"][name]["label"])
         ax.fill_between(tokens, ys.min(0), ys.max(0), color=colours[name], alpha=0.18, lw=0)
     ax.set_xlabel("training tokens")
-    ax.set_ylabel("held-out loss (mean over val sources)")
+    ax.set_ylabel("held-out loss (per token, all val sources)")
     ax.set_title(f"Ablation {results['grid']['name']}: val loss, mean over {len(results['grid']['seeds'])} seeds "
                  "(band: lowest to highest seed)", loc="left")
     ax.grid(alpha=0.3)
