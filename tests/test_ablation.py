@@ -186,7 +186,7 @@ def test_quick_grid_end_to_end(tmp_path, capsys):
     # 6 variants against the control, plus moe_only and moa_only against the dense twin
     assert summary.count("seed-to-seed spread (|difference|") == 8
     assert "`moe_only` | `dense` |" in summary and "| `experts16` | mlp |" in summary
-    for name in ("val_loss.png", "loss_vs_flops.png", "expert_load.png"):
+    for name in ("val_loss.png", "loss_vs_flops.png", "expert_load.png", "differences.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     # a rerun trains nothing and writes the same results (timings aside)
     assert main(args) == 0

@@ -8,6 +8,8 @@
   active parameters only), one labelled point per variant.
 - expert_load.png: per sparse variant (rows) and kind (MoA, MoE columns), max expert share × experts per
   layer over training (1 = balanced), mean over seeds.
+- differences.png: every declared comparison's difference in final loss with its interval (paired where the
+  seeds pair), a line at 0; a bar that does not cross it is a difference beyond the seed spread.
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ import numpy as np
 
 from trainer.report.style import PALETTE, pyplot, save
 
-from .summary import by_variant, final_intervals
+from .summary import by_variant, comparisons, final_intervals
 
-__all__ = ["plot_all", "plot_val_loss", "plot_loss_vs_flops", "plot_expert_load"]
+__all__ = ["plot_all", "plot_val_loss", "plot_loss_vs_flops", "plot_expert_load", "plot_differences"]
 
 
 def _colours(results: dict) -> dict[str, str]:
@@ -101,10 +103,34 @@ def plot_expert_load(results: dict, out: Path) -> Path | None:
     return save(fig, out)
 
 
+def plot_differences(results: dict, out: Path) -> Path:
+    plt = pyplot()
+    rows = comparisons(results)
+    height = 0.42 * len(rows) + 1.6
+    fig, ax = plt.subplots(figsize=(9, height))
+    colour = {"lower": PALETTE[2 % len(PALETTE)], "higher": PALETTE[3 % len(PALETTE)], "within spread": "grey"}
+    for i, row in enumerate(rows):
+        c = row["cmp"]
+        err = c.half if np.isfinite(c.half) else 0.0
+        ax.errorbar([c.diff], [i], xerr=[err], fmt="o", color=colour[c.verdict], capsize=4, lw=1.6)
+        ax.annotate(f"{c.diff:+.4f} ± {c.half:.4f}  {c.verdict}", (c.diff, i), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=7, color=colour[c.verdict])
+    ax.axvline(0.0, color="black", lw=0.9)
+    ax.set_yticks(range(len(rows)), [f"{r['variant']} − {r['against']}" for r in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.4, -0.8)
+    conf = results["grid"]["confidence"]
+    ax.set_xlabel("difference in final held-out loss (left of 0: the first variant is better)")
+    ax.set_title(f"Ablation {results['grid']['name']}: differences with {conf:.0%} intervals "
+                 "(paired over seeds where the seeds match)", loc="left", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, out)
+
+
 def plot_all(results: dict, out: Path) -> dict[str, Path]:
     out = Path(out)
     paths = {"val_loss": plot_val_loss(results, out / "val_loss.png"),
-             "loss_vs_flops": plot_loss_vs_flops(results, out / "loss_vs_flops.png")}
+             "loss_vs_flops": plot_loss_vs_flops(results, out / "loss_vs_flops.png"),
+             "differences": plot_differences(results, out / "differences.png")}
     load = plot_expert_load(results, out / "expert_load.png")
     if load is not None:
         paths["expert_load"] = load
