@@ -4,8 +4,8 @@
     text = summary_markdown(results)  # the tables and the sentences, also printed by `python -m trainer ablation`
 
 summary.md has: per variant its parameters, FLOPs/token, tokens/s and final held-out loss (overall: per token
-over every val token evaluated; the mean over the val sources; then per source) as mean ± interval over seeds; per comparison (variant vs each of its `against`) the
-difference with its interval (paired over seeds when both ran the same seeds, trainer.ablation.stats) and a
+over every val token evaluated; the mean over the val sources; then per source) as mean ± interval over seeds;
+per comparison (variant vs each of its `against`) the difference with its interval (paired over seeds when both ran the same seeds, trainer.ablation.stats) and a
 verdict in words; the expert load of the sparse variants at the end of training.
 """
 from __future__ import annotations
@@ -83,7 +83,8 @@ def summary_markdown(results: dict) -> str:
              f"Seeds {g['seeds']}; each run trains {results['runs'][0]['tokens']:,} tokens. Loss = held-out "
              f"cross-entropy after the last step, per token over the {n_val:,} val tokens of the {len(sources)} "
              "sources (the mean over sources, where a source with a few hundred val tokens counts as much as one "
-             f"with thousands, is beside it and per source below); ± is the {conf} Student-t interval over seeds. A difference counts when its interval excludes 0: the t-interval of "
+             f"with thousands, is beside it and per source below); ± is the {conf} Student-t interval over "
+             "seeds. A difference counts when its interval excludes 0: the t-interval of "
              "the per-seed differences when both variants ran the same seeds (a seed fixes the data order, so "
              "the pair saw the same batches), else the combined interval √(h₁² + h₂²).", "",
              "| variant | active params | total params | FLOPs/token | tokens/s | final val loss | mean over sources |",
