@@ -2,12 +2,12 @@
 
     results = run_grid(grid, Path("runs/ablation/cpu"))    # {"grid": ..., "variants": {...}, "runs": [...]}
 
-Each run is `python -m trainer train <out>/<variant>/seed-<s>/run.toml --phase 1` then `--phase 2` (in this
-process or a worker; its console output, stdout and stderr, goes to that folder's train.log), so a variant
-trains exactly as a user's run would. A finished run leaves result.json (its val curve, final held-out loss
-per source, tokens/s and expert load) and loses its checkpoints (the grid needs none of them; a 21-run grid would otherwise keep 21 models).
-A rerun skips runs whose result.json was made from the same run config and model (fingerprint), and starts
-over any other run folder it finds.
+Each run is `python -m trainer train <out>/<variant>/seed-<s>/run.toml --phase 1` then `--phase 2` (in this process
+or a worker; its console output, stdout and stderr, goes to that folder's train.log), so a variant trains exactly as
+a user's run would. A finished run leaves result.json (its val curve, final held-out loss per source, tokens/s and
+expert load) and loses its checkpoints (the grid needs none of them; a 21-run grid would otherwise keep 21 models).
+A rerun skips runs whose result.json was made from the same run config and model (fingerprint), and starts over any
+other run folder it finds.
 
 `jobs` runs that many (variant, seed) pairs at once, each in its own process (spawned, so no torch state is
 shared). A run's result does not depend on `jobs`: each run is the same single process with the same seeds and

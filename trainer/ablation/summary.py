@@ -3,10 +3,11 @@
     write_results(results, out)       # -> out/results.json, out/results.csv, out/summary.md
     text = summary_markdown(results)  # the tables and the sentences, also printed by `python -m trainer ablation`
 
-summary.md has: per variant its parameters, FLOPs/token, tokens/s and final held-out loss (overall: per token
-over every val token evaluated; the mean over the val sources; then per source) as mean ± interval over seeds;
-per comparison (variant vs each of its `against`) the difference with its interval (paired over seeds when
-both ran the same seeds, trainer.ablation.stats) and a verdict in words; the expert load of the sparse variants at the end of training.
+summary.md has: per variant its parameters, FLOPs/token, tokens/s and final held-out loss (overall: per token over
+every val token evaluated; the mean over the val sources; then per source) as mean ± interval over seeds; per
+comparison (variant vs each of its `against`) the difference with its interval (paired over seeds when both ran the
+same seeds, trainer.ablation.stats) and a verdict in words; the expert load of the sparse variants at the end of
+training.
 """
 from __future__ import annotations
 
