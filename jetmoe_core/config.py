@@ -80,6 +80,36 @@ def load_toml(path: str | Path, *, what: str = "config", missing_hint: str = "")
     return raw, hashlib.sha256(data).hexdigest()
 
 
+def merge_tables(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: tables merge key by key, at any depth; any other value (lists included)
+    replaces the base's."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge_tables(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_toml_extending(path: str | Path, *, what: str = "config", missing_hint: str = "",
+                        _seen: tuple[Path, ...] = ()) -> tuple[dict, str]:
+    """`load_toml`, where a top-level ``extends = "<file>"`` (relative to this file's folder) names a config this
+    one is written over (`merge_tables`): a variant states only what differs. The sha256 covers every file of
+    the chain (the base's bytes, then this file's), so changing the base changes it too."""
+    path = Path(path)
+    raw, sha = load_toml(path, what=what, missing_hint=missing_hint)
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw, sha
+    if not isinstance(base_name, str) or not base_name:
+        raise ConfigError(f"{path}: extends = {base_name!r} must be the path of another {what} (a string)")
+    base_path = (path.parent / base_name).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        chain = " → ".join(str(p) for p in (*_seen, path.resolve(), base_path))
+        raise ConfigError(f"{path}: extends {base_name!r} makes a loop ({chain}); remove one extends")
+    base, base_sha = load_toml_extending(base_path, what=what, _seen=(*_seen, path.resolve()),
+                                         missing_hint=f"named by extends = {base_name!r} in {path}")
+    return merge_tables(base, raw), hashlib.sha256(f"{base_sha}\n{sha}".encode()).hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------- overrides
 def parse_override(arg: str) -> tuple[list[str], CliValue]:
     """``--section.key=value`` (any depth: ``--executor.slurm.partition=gpu``) → (["section", "key"], value)."""

@@ -28,7 +28,8 @@ validated config table by declaring ``section`` and ``Options``; nothing here ne
 to the file's table before it is typed, so they obey the same rules. Whether finished work still holds is
 decided by each unit's fingerprint of the *typed* values it depends on: an override that changes outputs
 (``--dedup.minhash=false``) reruns what depends on it, one that does not (``--executor.workers=8``) reruns
-nothing. ``CorpusConfig.sha256`` (the manifest's ``config_sha256``) is the file's sha256; the manifest lists
+nothing. ``CorpusConfig.sha256`` (the manifest's ``config_sha256``) is the file's sha256 (with ``extends``, of
+the chain of files: ``jetmoe_core.config.load_toml_extending``); the manifest lists
 the overrides beside it (``config_overrides``), so it tells which exact settings made the corpus.
 """
 
@@ -40,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from jetmoe_core.config import ConfigError, apply_overrides, did_you_mean, fingerprint, from_table, load_toml
+from jetmoe_core.config import (ConfigError, apply_overrides, did_you_mean, fingerprint, from_table,
+                                load_toml_extending)
 
 __all__ = ["ConfigError", "CorpusConfig", "CorpusOptions", "ExecutorOptions", "SlurmOptions", "RayOptions",
            "SourceOverride", "load_config", "parse_config", "from_table", "fingerprint"]
@@ -210,7 +212,8 @@ def load_config(path: str | Path, *, registry: dict[str, Any] | None = None,
     ``registry`` (name → SourceSpec) replaces ``pipeline.sources`` (tests use tiny fake sources).
     """
     overrides = list(overrides)
-    raw, sha = load_toml(path, what="corpus config", missing_hint="the shipped ones are in pipeline/configs/")
+    raw, sha = load_toml_extending(path, what="corpus config",
+                                   missing_hint="the shipped ones are in pipeline/configs/")
     raw = apply_overrides(raw, overrides)
     return parse_config(raw, path=path, sha256=sha, registry=registry, cli_overrides=overrides)
 

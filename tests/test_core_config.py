@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 
 from jetmoe_core.config import (ConfigError, apply_overrides, dump_toml, fingerprint, from_table, load_toml,
-                                parse_override)
+                                load_toml_extending, merge_tables, parse_override)
 
 
 class Kind(enum.Enum):
@@ -135,3 +135,38 @@ def test_a_bad_choice_typed_as_an_override_names_the_override():
     raw = apply_overrides({}, ["--x.mode=maybe"])
     with pytest.raises(ConfigError, match=r"^override --x.mode=maybe: x.mode = 'maybe'; choose one of"):
         from_table(Outer, raw["x"], source="f.toml", where="x")
+
+
+def test_merge_tables_merges_tables_and_replaces_the_rest():
+    base = {"a": {"x": 1, "y": {"p": 1, "q": 2}}, "l": [1, 2], "s": "base"}
+    over = {"a": {"y": {"q": 3}, "z": 4}, "l": [9], "t": True}
+    assert merge_tables(base, over) == {"a": {"x": 1, "y": {"p": 1, "q": 3}, "z": 4}, "l": [9], "s": "base", "t": True}
+    assert base["a"]["y"] == {"p": 1, "q": 2}  # the inputs are left as they were
+
+
+def test_extends_reads_the_base_under_the_file(tmp_path):
+    (tmp_path / "base.toml").write_text('[corpus]\nname = "base"\nsources = ["a", "b"]\n[shards]\nval = 0.01\n')
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.toml"
+    child.write_text('extends = "../base.toml"\n[corpus]\nname = "child"\n[tok]\nvocab = 4\n')
+    raw, sha = load_toml_extending(child)
+    assert raw == {"corpus": {"name": "child", "sources": ["a", "b"]}, "shards": {"val": 0.01}, "tok": {"vocab": 4}}
+    # the hash follows the base too: a change there is a change of the config
+    (tmp_path / "base.toml").write_text('[corpus]\nname = "base"\nsources = ["a"]\n[shards]\nval = 0.01\n')
+    assert load_toml_extending(child)[1] != sha
+    # without extends it is load_toml
+    assert load_toml_extending(tmp_path / "base.toml") == load_toml(tmp_path / "base.toml")
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text('extends = "b.toml"\n')
+    b.write_text('extends = "a.toml"\n')
+    with pytest.raises(ConfigError, match=r"b.toml: extends 'a.toml' makes a loop \(.*a.toml → "):
+        load_toml_extending(a)
+    a.write_text('extends = "missing.toml"\n')
+    with pytest.raises(ConfigError, match=r"missing.toml: no such config; named by extends = 'missing.toml' in "):
+        load_toml_extending(a)
+    a.write_text("extends = 3\n")
+    with pytest.raises(ConfigError, match=r"extends = 3 must be the path of another config"):
+        load_toml_extending(a)

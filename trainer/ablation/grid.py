@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from jetmoe_core.config import ConfigError, apply_overrides, did_you_mean, from_table, load_toml, parse_override
+from jetmoe_core.config import (ConfigError, apply_overrides, did_you_mean, from_table, load_toml, merge_tables,
+                                parse_override)
 from trainer.config import RunConfig, resolve_model_config
 from trainer.model import ModelConfig, count_params, flops_per_token, load_model_config
 
@@ -148,13 +149,6 @@ class Grid:
         return raw
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def _route(overrides: list[str]) -> list[str]:
     """Command-line overrides as grid-TOML paths: run-config sections go under run., model keys stay."""
     routed = []
@@ -185,13 +179,13 @@ def load_grid(path: str | Path, overrides: list[str] | None = None, quick: bool 
         bad = sorted(set(quick_raw) - {"grid", "run", "model"})
         if bad:
             raise ConfigError(f"{path}: [quick.{bad[0]}] is not allowed; [quick] holds grid, run and model tables")
-        raw = _merge(raw, quick_raw)
+        raw = merge_tables(raw, quick_raw)
     raw = apply_overrides(raw, _route(list(overrides or [])))  # the command line wins over [quick] too
     section = from_table(GridSection, raw.get("grid", {}), source=path, where="grid")
 
     run_path = Path(section.run_config)
     run_file, _ = load_toml(run_path, what="run config", missing_hint=f"[grid] run_config in {path}")
-    run_raw = _merge(run_file, raw.get("run", {}))
+    run_raw = merge_tables(run_file, raw.get("run", {}))
     run_cfg = from_table(RunConfig, run_raw, source=f"{path} ([run] over {run_path})")
     # the same keys, each value as the run config typed it (a command-line "4" becomes 4 in run.toml)
     run_raw = {sec: {k: getattr(getattr(run_cfg, sec), k) for k in tbl} if isinstance(tbl, dict) else tbl
